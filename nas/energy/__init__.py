@@ -1,0 +1,58 @@
+"""Energy meters: one backend per module, this factory is the only place that lists them."""
+
+from __future__ import annotations
+
+import importlib
+
+from nas.config import HardwareProfile
+from nas.energy.base import EnergyRecord, Meter, Probe, Reading, WindowWork, Workload
+from nas.errors import MeterUnavailable
+
+__all__ = [
+    "EnergyRecord",
+    "Meter",
+    "Probe",
+    "Reading",
+    "WindowWork",
+    "Workload",
+    "create_meter",
+    "meter_class",
+    "meter_names",
+]
+
+_BACKENDS = {
+    "estimate": "nas.energy.estimate:EstimateMeter",
+    "nvml": "nas.energy.nvml:NvmlMeter",
+    "rapl": "nas.energy.rapl:RaplMeter",
+}
+
+
+def meter_names() -> tuple[str, ...]:
+    return tuple(sorted(_BACKENDS))
+
+
+def meter_class(name: str) -> type[Meter]:
+    """The backend class for `name`; importing it never touches hardware."""
+    from nas.models.registry import lookup
+
+    module, attr = lookup(_BACKENDS, "meter", name).split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def create_meter(profile: HardwareProfile, allow_estimate: bool = False) -> Meter:
+    """The meter the profile names, or its estimate when the sensor is absent and that is allowed.
+
+    Without `allow_estimate`, an unusable sensor raises MeterUnavailable saying which sensor, why
+    and what to do.
+    """
+    cls = meter_class(profile.meter)
+    probe = cls.probe(profile)
+    if probe.usable:
+        return cls(profile)
+    if allow_estimate:
+        return meter_class("estimate")(profile)
+    raise MeterUnavailable(
+        f"profile {profile.name!r} measures with {profile.meter.upper()}, which is unavailable here: "
+        f"{probe.reason}. Run on the device it describes, or pass --allow-estimate to use the "
+        f"profile's analytical estimate (labelled 'estimated')."
+    )

@@ -1,0 +1,51 @@
+"""The one error family of energy-nas.
+
+Library code raises these; the CLI turns them into one line on stderr and a non-zero exit
+code. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class NasError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+    exit_code = 1
+
+
+class ConfigError(NasError):
+    """A search space, hardware profile or setting is malformed or invalid."""
+
+    exit_code = 2
+
+
+class MeterUnavailable(NasError):
+    """An energy sensor cannot be used here (absent, unsupported, no permission, wrong device)."""
+
+    exit_code = 3
+
+
+class StorageError(NasError):
+    """The Optuna storage cannot be opened or does not hold what we expect."""
+
+    exit_code = 4
+
+
+class RunError(NasError):
+    """A run folder, study or trial is missing or is not what the command needs."""
+
+    exit_code = 5
+
+
+class ExportError(NasError):
+    """A model could not be exported or the exported copy does not match."""
+
+    exit_code = 6
+
+
+class TrialFault(NasError):
+    """A candidate failed inside its trial (NaN loss, out of memory...); the search goes on."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

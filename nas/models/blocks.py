@@ -1,0 +1,77 @@
+"""Building blocks: activations and the CNN blocks (plain conv, depthwise-separable, inverted residual).
+
+Each block factory takes (in_ch, out_ch, kernel, stride, act, expansion) and returns a module.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from nas.models.registry import ACTIVATIONS, register_block
+
+ACTIVATIONS.update(
+    {
+        "relu": nn.ReLU,
+        "relu6": nn.ReLU6,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+        "hardswish": nn.Hardswish,
+        "tanh": nn.Tanh,
+    }
+)
+
+
+def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_ch),
+    ]
+
+
+@register_block("conv")
+def plain_conv(
+    in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int = 1
+) -> nn.Module:
+    """Conv - BN - activation."""
+    return nn.Sequential(*_conv_bn(in_ch, out_ch, kernel, stride), act())
+
+
+@register_block("dwsep")
+def depthwise_separable(
+    in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int = 1
+) -> nn.Module:
+    """Depthwise conv - BN - act - pointwise conv - BN - act (MobileNet v1)."""
+    return nn.Sequential(
+        *_conv_bn(in_ch, in_ch, kernel, stride, groups=in_ch),
+        act(),
+        *_conv_bn(in_ch, out_ch, 1, 1),
+        act(),
+    )
+
+
+class InvertedResidual(nn.Module):
+    """Pointwise expand - depthwise - pointwise project, with a skip when shapes match (MobileNet v2)."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int
+    ) -> None:
+        super().__init__()
+        hidden = max(1, in_ch * expansion)
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers += [*_conv_bn(in_ch, hidden, 1, 1), act()]
+        layers += [*_conv_bn(hidden, hidden, kernel, stride, groups=hidden), act()]
+        layers += _conv_bn(hidden, out_ch, 1, 1)
+        self.body = nn.Sequential(*layers)
+        self.skip = stride == 1 and in_ch == out_ch
+
+    def forward(self, x):  # noqa: D401
+        y = self.body(x)
+        return x + y if self.skip else y
+
+
+@register_block("inverted_residual")
+def inverted_residual(
+    in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int = 4
+) -> nn.Module:
+    return InvertedResidual(in_ch, out_ch, kernel, stride, act, expansion)

@@ -1,0 +1,84 @@
+"""Registries of blocks, activations and model families.
+
+Blocks and families register themselves with decorators; lookups of unknown names fail fast and
+list the valid ones. Family schemas are data: which parameters a space of that family must and may
+declare, globally and per repeated unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nas.errors import ConfigError
+
+BLOCKS: dict[str, Callable[..., Any]] = {}
+FAMILIES: dict[str, FamilySchema] = {}
+ACTIVATIONS: dict[str, Callable[[], Any]] = {}
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class FamilySchema:
+    """What a search space of one family declares, and the function that builds its models."""
+
+    name: str
+    unit: str  # the name of the repeated group in the YAML: "layers" or "stages"
+    required: frozenset[str]
+    optional: frozenset[str]
+    unit_required: frozenset[str]
+    unit_optional: frozenset[str]
+    build: Callable[..., Any]
+
+
+def register_block(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        BLOCKS[name] = fn
+        return fn
+
+    return deco
+
+
+def register_family(
+    name: str,
+    *,
+    unit: str,
+    required: set[str],
+    optional: set[str],
+    unit_required: set[str],
+    unit_optional: set[str],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        FAMILIES[name] = FamilySchema(
+            name,
+            unit,
+            frozenset(required),
+            frozenset(optional),
+            frozenset(unit_required),
+            frozenset(unit_optional),
+            fn,
+        )
+        return fn
+
+    return deco
+
+
+def lookup(registry: dict[str, Any], kind: str, name: str) -> Any:
+    """Return registry[name] or fail with the list of valid names."""
+    try:
+        return registry[name]
+    except KeyError:
+        valid = ", ".join(sorted(registry)) or "none"
+        raise ConfigError(f"unknown {kind} {name!r} (valid: {valid})") from None
+
+
+def valid_choices(param: str) -> tuple[str, ...] | None:
+    """For parameters whose values are names from a registry, the valid names."""
+    if param == "block":
+        return tuple(sorted(BLOCKS))
+    if param == "activation":
+        return tuple(sorted(ACTIVATIONS))
+    if param == "precision":
+        return PRECISIONS
+    return None

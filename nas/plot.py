@@ -1,0 +1,65 @@
+"""Figures (draw only). Data comes in as TrialRecords; functions return a Figure, never show it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from nas.errors import ConfigError
+from nas.pareto import TrialRecord
+
+
+def method_label(records: Sequence[TrialRecord]) -> str:
+    """`measured:nvml-counter`, `estimated:analytical`, or both when a run mixes them."""
+    methods = sorted({r.energy_method for r in records})
+    return " + ".join(methods) if methods else "no energy data"
+
+
+def pareto_figure(
+    records: Sequence[TrialRecord], front: Sequence[TrialRecord], title: str = "", *, mark_estimates: bool = True
+) -> Figure:
+    """All trials (grey), the front as a staircase (red), trial numbers on front points.
+
+    The energy axis is logarithmic when energies span more than 10x.
+    """
+    fig = Figure(figsize=(7.5, 5.0), dpi=120)
+    ax = fig.add_subplot()
+    feasible = [r for r in records if r.feasible]
+    infeasible = [r for r in records if not r.feasible]
+    ax.scatter([r.energy_per_inference_j for r in feasible], [r.accuracy for r in feasible],
+               s=18, color="0.6", label=f"trials ({len(feasible)})", zorder=2)
+    if infeasible:
+        ax.scatter([r.energy_per_inference_j for r in infeasible], [r.accuracy for r in infeasible],
+                   s=18, marker="x", color="0.75", label=f"over budget ({len(infeasible)})", zorder=2)
+    if front:
+        xs = [r.energy_per_inference_j for r in front]
+        ys = [r.accuracy for r in front]
+        ax.step(xs, ys, where="post", color="tab:red", lw=1.5, zorder=3)
+        ax.scatter(xs, ys, s=36, color="tab:red", label=f"Pareto front ({len(front)})", zorder=4)
+        for r in front:
+            ax.annotate(f"#{r.number}", (r.energy_per_inference_j, r.accuracy), textcoords="offset points",
+                        xytext=(4, -10), fontsize=8, color="tab:red")
+    energies = [r.energy_per_inference_j for r in records if r.energy_per_inference_j > 0]
+    if energies and max(energies) / min(energies) > 10:
+        ax.set_xscale("log")
+    method = method_label(records)
+    estimated = any(r.energy_method.startswith("estimated") for r in records)
+    ax.set_xlabel("energy per inference (J)" + (", ESTIMATED" if estimated and mark_estimates else ""))
+    ax.set_ylabel("validation accuracy (fraction correct)")
+    ax.set_title(f"{title + ': ' if title else ''}accuracy vs energy [{method}]", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save as PNG or SVG, chosen by the file's suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ConfigError(f"{path}: plot file must end in .png or .svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=path.suffix.lower()[1:])
+    return path

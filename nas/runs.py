@@ -1,0 +1,180 @@
+"""The run folder: what is written where, and reading a run back.
+
+RUN/
+  study.db      Optuna study (SQLite; opens in optuna-dashboard and the `optuna` CLI)
+  run.json      versions, seed, resolved settings, space, profile, dataset, the meter used
+  pareto.json   front members (one row each, sorted by energy), with the objectives
+  pareto.csv    the same rows as CSV
+  pareto.png    all trials and the front
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nas.errors import RunError, StorageError
+from nas.objectives import OBJECTIVES, Objective
+from nas.pareto import TrialRecord
+
+SETTINGS_ATTR = "nas.settings"
+CSV_FIELDS = (
+    "trial", "accuracy", "test_accuracy", "energy_per_inference_j", "energy_method",
+    "latency_s", "params", "macs", "architecture",
+)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    @property
+    def study_db(self) -> Path:
+        return self.path / "study.db"
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def pareto_json(self) -> Path:
+        return self.path / "pareto.json"
+
+    @property
+    def pareto_csv(self) -> Path:
+        return self.path / "pareto.csv"
+
+    @property
+    def pareto_png(self) -> Path:
+        return self.path / "pareto.png"
+
+    @property
+    def sqlite_url(self) -> str:
+        return f"sqlite:///{self.study_db.resolve()}"
+
+    def read_run_json(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.run_json.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: not a run folder (no run.json)") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunError(f"{self.run_json}: unreadable ({e})") from None
+
+
+def open_run(path: str | Path) -> RunFolder:
+    """A run folder that exists and holds run.json, or a RunError saying what is missing."""
+    run = RunFolder(Path(path))
+    if not run.path.is_dir():
+        raise RunError(f"{run.path}: no such run folder")
+    if not run.run_json.is_file():
+        raise RunError(f"{run.path}: not a run folder (no run.json)")
+    return run
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, doc: Any) -> None:
+    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_front(run: RunFolder, front: list[TrialRecord], objectives: tuple[Objective, ...]) -> None:
+    rows = [r.row() for r in front]
+    write_json(run.pareto_json, {"objectives": [o.name for o in objectives], "front": rows})
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({**row, "architecture": json.dumps(row["architecture"], sort_keys=True)})
+    write_atomic(run.pareto_csv, buf.getvalue())
+
+
+def redact_url(url: str) -> str:
+    """A storage URL with any password replaced by ***."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show only the scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
+
+
+def load_study(url: str, study_name: str | None = None) -> optuna.Study:
+    """Open an existing study; errors say what is wrong without printing credentials."""
+    try:
+        storage = optuna.storages.get_storage(url)
+    except Exception as e:
+        raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {_first_line(e)})") from None
+    names = [s.study_name for s in storage.get_all_studies()]
+    if study_name is None:
+        if len(names) != 1:
+            raise RunError(f"storage {redact_url(url)} holds {len(names)} studies; pick one with --study ({', '.join(names)})")
+        study_name = names[0]
+    if study_name not in names:
+        raise RunError(f"storage {redact_url(url)}: no study named {study_name!r} (has: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return redact_url(text[0]) if text and "://" in text[0] else (text[0] if text else "")
+
+
+def study_for_run(run: RunFolder, storage: str | None = None) -> optuna.Study:
+    meta = run.read_run_json()
+    url = storage or meta.get("storage_url") or run.sqlite_url
+    if url == "sqlite" or (storage is None and not meta.get("storage_url")):
+        url = run.sqlite_url
+    if url.startswith("sqlite") and not run.study_db.exists():
+        raise RunError(f"{run.path}: no study.db in the run folder")
+    return load_study(url, meta.get("study_name"))
+
+
+def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:
+    settings = study.user_attrs.get(SETTINGS_ATTR, {})
+    names = settings.get("objectives") or ["accuracy", "energy"]
+    return tuple(OBJECTIVES[n] for n in names)
+
+
+def trial_records(study: optuna.Study, objectives: tuple[Objective, ...]) -> list[TrialRecord]:
+    """Every complete trial of `study` as a TrialRecord (feasible = all constraints <= 0)."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        a = t.user_attrs
+        constraints = t.constraints.values()
+        out.append(
+            TrialRecord(
+                number=t.number,
+                values={o.name: float(v) for o, v in zip(objectives, t.values, strict=True)},
+                accuracy=float(a.get("val_accuracy", t.values[0])),
+                test_accuracy=a.get("test_accuracy"),
+                energy_per_inference_j=float(a.get("energy_per_inference_j", t.values[1])),
+                energy_method=str(a.get("energy_method", "unknown")),
+                latency_s=a.get("latency_s"),
+                params=int(a.get("params", 0)),
+                macs=int(a.get("macs", 0)),
+                architecture=a.get("architecture", {}),
+                feasible=all(c <= 0 for c in constraints),
+                attrs=a,
+            )
+        )
+    return out

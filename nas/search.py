@@ -1,0 +1,507 @@
+"""The Optuna multi-objective study: objective function, samplers, storage, the search loop."""
+
+from __future__ import annotations
+
+import platform
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from nas.architecture import Architecture
+from nas.config import HardwareProfile, SearchSpace, parse_profile, parse_space, read_yaml, resolve_named
+from nas.config import PROFILES_DIR, SPACES_DIR
+from nas.data import Dataset, load_dataset
+from nas.energy import EnergyRecord, Meter, Workload, create_meter
+from nas.errors import ConfigError, NasError, RunError, StorageError, TrialFault
+from nas.models import ModelStats, build_model, model_stats
+from nas.objectives import Objective, parse_objectives
+from nas.pareto import TrialRecord, dominates, pareto_front
+from nas.runs import SETTINGS_ATTR, RunFolder, redact_url, trial_records, write_front, write_json
+from nas.space import sample
+from nas.train import TrainConfig, accuracy, set_threads, train, training_work
+
+# ------------------------------------------------------------------------------------ samplers
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=10),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=10),
+    "nsga3": lambda seed: optuna.samplers.NSGAIIISampler(seed=seed, population_size=10),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed, n_startup_trials=10),
+}
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {name!r} (valid: {', '.join(SAMPLERS)})")
+    return SAMPLERS[name](seed)
+
+
+# ------------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything a search needs; defaults are the embedded single-machine set-up."""
+
+    space: str = "mlp"
+    profile: str = "cpu-host"
+    dataset: str = "digits"
+    trials: int = 20
+    timeout_s: float | None = None
+    epochs: int = 3
+    sampler: str = "tpe"
+    objectives: tuple[str, ...] = ("accuracy", "energy")
+    seed: int = 0
+    out: str = "runs/default"
+    study_name: str | None = None
+    storage: str | None = None
+    threads: int = 1
+    batch_size: int = 64
+    lr: float = 3e-3
+    split_seed: int = 0
+    allow_estimate: bool = False
+    progress: bool = False
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise ConfigError(f"--trials: expected an integer >= 1, got {self.trials}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs: expected an integer >= 1, got {self.epochs}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
+        if self.threads < 1:
+            raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(SAMPLERS)})")
+
+
+# The settings that define what a trial's numbers mean: a study resumed with different values
+# would mix incomparable trials, so resuming with them changed is refused.
+FINGERPRINT = ("space", "profile", "dataset", "objectives", "epochs", "batch_size", "lr", "split_seed", "meter")
+
+
+@dataclass
+class SearchContext:
+    """What every trial of a search shares, resolved once."""
+
+    settings: SearchSettings
+    space: SearchSpace
+    space_doc: Any
+    profile: HardwareProfile
+    profile_doc: Any
+    data: Dataset
+    objectives: tuple[Objective, ...]
+    meter: Meter
+    host: str = field(default_factory=socket.gethostname)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.meter.torch_device)
+
+    def resolved(self) -> dict[str, Any]:
+        """The settings as stored with the study and in run.json (no credentials)."""
+        s = asdict(self.settings)
+        s["storage"] = redact_url(s["storage"]) if s["storage"] else None
+        s["objectives"] = [o.name for o in self.objectives]
+        s["space"] = self.space.name
+        s["profile"] = self.profile.name
+        s["meter"] = self.meter.name
+        s.pop("progress", None)
+        return s
+
+
+def prepare(settings: SearchSettings) -> SearchContext:
+    """Load and check everything a search needs before any storage is touched."""
+    settings.validate()
+    space_path = resolve_named(settings.space, SPACES_DIR, "search space")
+    space_doc = read_yaml(space_path)
+    space = parse_space(space_doc, str(space_path), space_path.stem)
+    profile_path = resolve_named(settings.profile, PROFILES_DIR, "hardware profile")
+    profile_doc = read_yaml(profile_path)
+    profile = parse_profile(profile_doc, str(profile_path), profile_path.stem)
+    return _context(settings, space, space_doc, profile, profile_doc)
+
+
+def _context(settings, space, space_doc, profile, profile_doc) -> SearchContext:
+    objectives = parse_objectives(settings.objectives)
+    data = load_dataset(settings.dataset, settings.split_seed)
+    meter = create_meter(profile, allow_estimate=settings.allow_estimate)
+    return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter)
+
+
+def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:
+    """Rebuild a search's context from what the study stores (for workers joining it)."""
+    attrs = study.user_attrs
+    if SETTINGS_ATTR not in attrs:
+        raise RunError(f"study {study.study_name!r} was not created by energy-nas (no {SETTINGS_ATTR})")
+    stored = dict(attrs[SETTINGS_ATTR])
+    stored.pop("meter", None)
+    stored["objectives"] = tuple(stored["objectives"])
+    settings = replace(SearchSettings(**stored), **overrides)
+    where = f"study {study.study_name!r}"
+    space = parse_space(attrs["nas.space"], f"{where} (stored space)", stored["space"])
+    profile = parse_profile(attrs["nas.profile"], f"{where} (stored profile)", stored["profile"])
+    return _context(settings, space, attrs["nas.space"], profile, attrs["nas.profile"])
+
+
+# ------------------------------------------------------------------------------------ one trial
+def inference_batch(data: Dataset, batch_size: int, device: torch.device) -> torch.Tensor:
+    """`batch_size` real inputs (repeated if the split is smaller) on `device`."""
+    x = data.x_train
+    reps = -(-batch_size // len(x))
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch_size].to(device)
+
+
+def measure_model(
+    meter: Meter, model: torch.nn.Module, stats: ModelStats, data: Dataset, profile: HardwareProfile,
+    precision: str | None = None, device: torch.device | None = None,
+) -> EnergyRecord:
+    """Energy per inference of `model` at the profile's batch size, holding the device lock."""
+    device = device or torch.device(meter.torch_device)
+    model = model.to(device).eval()
+    work = Workload(model, inference_batch(data, profile.batch_size, device), stats, precision or profile.precision)
+    with meter.device_lock():
+        return meter.measure_inference(work)
+
+
+class Objective:
+    """The function Optuna calls for each trial."""
+
+    def __init__(self, ctx: SearchContext) -> None:
+        self.ctx = ctx
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        try:
+            return self._run(trial)
+        except TrialFault as e:
+            trial.set_user_attr("fail_reason", e.reason)
+            trial.set_user_attr("fail_message", str(e))
+            raise
+        except torch.OutOfMemoryError as e:
+            trial.set_user_attr("fail_reason", "out_of_memory")
+            trial.set_user_attr("fail_message", str(e).splitlines()[0] if str(e) else "out of memory")
+            raise TrialFault("out_of_memory", str(e)) from e
+        except NasError:
+            raise  # a configuration or sensor problem: stop the search, don't retry
+        except Exception as e:
+            reason = f"exception:{e.__class__.__name__}"
+            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr("fail_message", str(e)[:500])
+            raise TrialFault(reason, str(e)) from e
+
+    def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
+        ctx, s = self.ctx, self.ctx.settings
+        phases: dict[str, float] = {}
+        t = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            phases[name] = phases.get(name, 0.0) + now - t
+            t = now
+
+        arch = sample(trial, ctx.space)
+        lap("sample")
+        seed = s.seed * 1_000_003 + trial.number
+        torch.manual_seed(seed)
+        model = build_model(arch, ctx.data.input_shape, ctx.data.num_classes)
+        stats = model_stats(model, ctx.data.input_shape)
+        precision = str(arch.params.get("precision", ctx.profile.precision))
+        lap("build")
+        # measured before training: a dense model's inference energy does not depend on its weights
+        record = measure_model(ctx.meter, model, stats, ctx.data, ctx.profile, precision, ctx.device)
+        lap("measure")
+        ctx.meter.begin_window()
+        result = train(model, ctx.data, TrainConfig(s.epochs, s.batch_size, s.lr, seed), ctx.device)
+        reading = ctx.meter.end_window(training_work(stats, result, s.batch_size))
+        lap("train")
+        val_acc = accuracy(model, ctx.data.x_val, ctx.data.y_val)
+        test_acc = accuracy(model, ctx.data.x_test, ctx.data.y_test)
+        lap("evaluate")
+        values = {
+            "accuracy": val_acc,
+            "energy": record.energy_per_inference_j,
+            "latency": record.latency_s,
+            "params": float(stats.params),
+        }
+        attrs = {
+            "architecture": arch.to_dict(),
+            "arch": arch.describe(),
+            "params": stats.params,
+            "macs": stats.macs,
+            "val_accuracy": val_acc,
+            "test_accuracy": test_acc,
+            "energy_per_inference_j": record.energy_per_inference_j,
+            "energy_method": record.method,
+            "latency_s": record.latency_s,
+            "energy": record.to_dict(),
+            "training": {
+                "energy_j": reading.energy_j,
+                "method": reading.method,
+                "duration_s": result.duration_s,
+                "epochs": result.epochs_done,
+                "samples": result.samples_seen,
+                "final_loss": result.final_loss,
+            },
+            "seed": seed,
+            "host": ctx.host,
+            "device": record.device_name,
+        }
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        lap("store")
+        trial.set_user_attr("phases_s", phases)
+        return tuple(values[o.name] for o in ctx.objectives)
+
+
+# ------------------------------------------------------------------------------------ the study
+def quiet_optuna() -> None:
+    """Our own progress and summary replace Optuna's per-trial log lines."""
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage for `url`; SQLite waits on locks instead of failing."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {redact_url(msg) if '://' in msg else msg})") from None
+
+
+def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    directions = [o.direction for o in ctx.objectives]
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, directions=directions,
+            sampler=make_sampler(ctx.settings.sampler, ctx.settings.seed), load_if_exists=True,
+        )
+    except ValueError as e:  # directions differ from the stored study's
+        raise RunError(f"study {name!r}: {e}") from None
+    resolved = ctx.resolved()
+    stored = study.user_attrs.get(SETTINGS_ATTR)
+    if stored is None:
+        study.set_metric_names([o.metric for o in ctx.objectives])
+        study.set_user_attr(SETTINGS_ATTR, resolved)
+        study.set_user_attr("nas.space", ctx.space_doc)
+        study.set_user_attr("nas.profile", ctx.profile_doc)
+        study.set_user_attr("nas.dataset", ctx.data.describe())
+    else:
+        for key in FINGERPRINT:
+            if stored.get(key) != resolved.get(key):
+                raise RunError(
+                    f"study {name!r} was run with {key}={stored.get(key)!r}, not {resolved.get(key)!r}; "
+                    f"resume with the same settings, or use another --out / --study"
+                )
+        if stored.get("space") == resolved["space"] and study.user_attrs.get("nas.space") != ctx.space_doc:
+            raise RunError(f"study {name!r}: the search space file changed since the study began; use another --out / --study")
+    return study
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    run: RunFolder
+    study_name: str
+    complete: int
+    failed: dict[str, int]
+    front: list[TrialRecord]
+    objectives: tuple[Objective, ...]
+    meter_method: str
+    new_trials: int
+    wall_s: float
+    interrupted: bool = False
+
+
+class _Progress:
+    """A tqdm bar over the study's complete trials, showing the current front size."""
+
+    def __init__(self, ctx: SearchContext, study: optuna.Study, enabled: bool) -> None:
+        self.ctx, self.front, self.failed = ctx, [], 0
+        for r in trial_records(study, ctx.objectives):
+            self._add(r)
+        self.done = sum(1 for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE)
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=ctx.settings.trials, initial=min(self.done, ctx.settings.trials), unit="trial", dynamic_ncols=True)
+            self._postfix()
+
+    def _add(self, r: TrialRecord) -> None:
+        if not r.feasible or any(dominates(f, r, self.ctx.objectives) for f in self.front):
+            return
+        self.front = [f for f in self.front if not dominates(r, f, self.ctx.objectives)] + [r]
+
+    def _postfix(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(front=len(self.front), failed=self.failed, refresh=False)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            self.done += 1
+            rec = TrialRecord(
+                number=trial.number,
+                values={o.name: v for o, v in zip(self.ctx.objectives, trial.values, strict=True)},
+                accuracy=trial.values[0], test_accuracy=None,
+                energy_per_inference_j=trial.values[1], energy_method="", latency_s=None,
+                params=0, macs=0, architecture={}, feasible=all(c <= 0 for c in trial.constraints.values()),
+            )
+            self._add(rec)
+            self._postfix()
+            if self.bar is not None:
+                self.bar.update(1)
+        elif trial.state == optuna.trial.TrialState.FAIL:
+            self.failed += 1
+            self._postfix()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _StopOnFailures:
+    """Stop a search whose candidates keep failing instead of looping forever."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.failed, self.complete = limit, 0, 0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.FAIL:
+            self.failed += 1
+        elif trial.state == optuna.trial.TrialState.COMPLETE:
+            self.complete += 1
+        if self.failed >= self.limit and self.failed > self.complete:
+            study.stop()
+
+
+def run_search(settings: SearchSettings) -> SearchResult:
+    """Run (or continue) a search until the study holds `settings.trials` complete trials."""
+    quiet_optuna()
+    ctx = prepare(settings)
+    run = RunFolder(Path(settings.out))
+    if run.path.exists() and not run.path.is_dir():
+        raise RunError(f"{run.path}: exists and is not a folder")
+    if run.path.is_dir() and any(run.path.iterdir()) and not run.run_json.exists():
+        raise RunError(f"{run.path}: folder is not empty and is not a run folder; choose another --out")
+    run.path.mkdir(parents=True, exist_ok=True)
+    url = settings.storage or run.sqlite_url
+    name = settings.study_name or run.path.resolve().name
+    storage = open_storage(url)
+    study = create_or_load_study(ctx, storage, name)
+    write_run_json(run, ctx, study, status="running")
+    return optimize(ctx, study, run)
+
+
+def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None) -> SearchResult:
+    """Run trials until the study has enough complete trials, then write the results."""
+    s = ctx.settings
+    set_threads(s.threads)
+    quiet_optuna()
+    before = len(study.get_trials(deepcopy=False))
+    # a resumed search must not replay the first run's random draws
+    study.sampler = make_sampler(s.sampler, s.seed + before)
+    progress = _Progress(ctx, study, s.progress)
+    t0 = time.perf_counter()
+    interrupted = False
+    try:
+        if progress.done < s.trials:
+            study.optimize(
+                Objective(ctx),
+                timeout=s.timeout_s,
+                catch=(TrialFault,),
+                callbacks=[
+                    optuna.study.MaxTrialsCallback(s.trials, states=(optuna.trial.TrialState.COMPLETE,)),
+                    _StopOnFailures(limit=max(10, s.trials)),
+                    progress,
+                ],
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+        ctx.meter.close()
+    wall = time.perf_counter() - t0
+    trials = study.get_trials(deepcopy=False)
+    failed = Counter(
+        str(t.user_attrs.get("fail_reason", "interrupted" if interrupted else "unknown"))
+        for t in trials if t.state == optuna.trial.TrialState.FAIL
+    )
+    records = trial_records(study, ctx.objectives)
+    front = pareto_front(records, ctx.objectives)
+    if run is not None:
+        write_results(run, ctx, study, front)
+    return SearchResult(
+        run=run, study_name=study.study_name, complete=len(records), failed=dict(failed), front=front,
+        objectives=ctx.objectives, meter_method=_meter_method(records, ctx), new_trials=len(trials) - before,
+        wall_s=wall, interrupted=interrupted,
+    )
+
+
+def _meter_method(records: list[TrialRecord], ctx: SearchContext) -> str:
+    methods = sorted({r.energy_method for r in records})
+    return ", ".join(methods) if methods else ctx.meter.name
+
+
+def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, status: str) -> None:
+    import matplotlib
+    import numpy
+    import sklearn
+
+    write_json(
+        run.run_json,
+        {
+            "status": status,
+            "study_name": study.study_name,
+            "storage_url": redact_url(ctx.settings.storage) if ctx.settings.storage else None,
+            "settings": ctx.resolved(),
+            "space": ctx.space.to_dict(),
+            "profile": ctx.profile_doc,
+            "dataset": ctx.data.describe(),
+            "meter": {"backend": ctx.meter.name, "profile_meter": ctx.profile.meter,
+                      "estimated": ctx.meter.name == "estimate"},
+            "versions": {
+                "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__,
+                "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
+                "energy-nas": _own_version(),
+            },
+            "host": ctx.host,
+            "platform": platform.platform(),
+        },
+    )
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("energy-nas")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def write_results(run: RunFolder, ctx: SearchContext, study: optuna.Study, front: list[TrialRecord]) -> None:
+    from nas.plot import pareto_figure, save_figure
+
+    write_front(run, front, ctx.objectives)
+    write_run_json(run, ctx, study, status="finished")
+    records = trial_records(study, ctx.objectives)
+    if records:
+        save_figure(pareto_figure(records, front, title=study.study_name), run.pareto_png)
+
+
+def architecture_of(trial: optuna.trial.FrozenTrial) -> Architecture:
+    return Architecture.from_dict(trial.user_attrs.get("architecture"), f"trial {trial.number}")
+
+
+__all__ = ["SAMPLERS", "SearchContext", "SearchResult", "SearchSettings", "run_search"]
