@@ -15,6 +15,8 @@ import optuna
 import torch
 
 from nas.architecture import Architecture
+from nas.budget import Budget, EarlyStopRule
+from nas.compress import prune, to_precision
 from nas.config import (
     PROFILES_DIR,
     SPACES_DIR,
@@ -27,13 +29,24 @@ from nas.config import (
 )
 from nas.data import Dataset, load_dataset
 from nas.energy import EnergyRecord, Meter, Workload, create_meter
+from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, NasError, RunError, StorageError, TrialFault
 from nas.models import ModelStats, build_model, model_stats
 from nas.objectives import Objective, parse_objectives
 from nas.pareto import TrialRecord, dominates, pareto_front
 from nas.runs import SETTINGS_ATTR, RunFolder, redact_url, trial_records, write_front, write_json
 from nas.space import sample
-from nas.train import TrainConfig, accuracy, set_threads, train, training_work
+from nas.train import (
+    TrainConfig,
+    TrainResult,
+    accuracy,
+    add_work,
+    set_threads,
+    train,
+    training_work,
+)
+
+CALIBRATION_SAMPLES = 256  # training inputs that calibrate int8 activation ranges
 
 # ------------------------------------------------------------------------------------ samplers
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
@@ -73,7 +86,13 @@ class SearchSettings:
     lr: float = 3e-3
     split_seed: int = 0
     allow_estimate: bool = False
+    energy_budget_j: float | None = None
+    latency_budget_s: float | None = None
+    early_stop: bool = False
+    early_stop_k: int = 3
     progress: bool = False
+    workers: int = 1  # local worker processes (nas.workers)
+    share_device: bool = False  # allow more workers than measured devices
 
     def validate(self) -> None:
         if self.trials < 1:
@@ -84,8 +103,15 @@ class SearchSettings:
             raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
         if self.threads < 1:
             raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers: expected an integer >= 1, got {self.workers}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(SAMPLERS)})")
+        for flag, value in (("--energy-budget", self.energy_budget_j), ("--latency-budget", self.latency_budget_s)):
+            if value is not None and not value > 0:
+                raise ConfigError(f"{flag}: expected a number > 0, got {value}")
+        if self.early_stop_k < 1:
+            raise ConfigError(f"--early-stop-k: expected an integer >= 1, got {self.early_stop_k}")
 
 
 # The settings that define what a trial's numbers mean: a study resumed with different values
@@ -139,7 +165,24 @@ def _context(settings, space, space_doc, profile, profile_doc) -> SearchContext:
     objectives = parse_objectives(settings.objectives)
     data = load_dataset(settings.dataset, settings.split_seed)
     meter = create_meter(profile, allow_estimate=settings.allow_estimate)
+    check_precisions(space, profile, meter)
     return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter)
+
+
+def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter) -> None:
+    """Every precision the space can sample must run on the profile's device."""
+    wanted = next((p.choices for p in space.params if p.name == "precision"), (profile.precision,))
+    for precision in wanted:
+        if precision not in profile.precisions:
+            raise ConfigError(
+                f"{space.source}: field 'params.precision': {precision!r} does not run on profile "
+                f"{profile.name!r} (its device.precisions: {', '.join(profile.precisions)})"
+            )
+        if precision == "int8" and meter.torch_device != "cpu":
+            raise ConfigError(
+                f"{space.source}: field 'params.precision': int8 candidates run on CPU quantized kernels; "
+                f"profile {profile.name!r} measures a {meter.torch_device} device (remove int8 or use a CPU profile)"
+            )
 
 
 def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:
@@ -150,7 +193,8 @@ def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:
     stored = dict(attrs[SETTINGS_ATTR])
     stored.pop("meter", None)
     stored["objectives"] = tuple(stored["objectives"])
-    settings = replace(SearchSettings(**stored), **overrides)
+    known = SearchSettings.__dataclass_fields__  # a newer version may store more
+    settings = replace(SearchSettings(**{k: v for k, v in stored.items() if k in known}), **overrides)
     where = f"study {study.study_name!r}"
     space = parse_space(attrs["nas.space"], f"{where} (stored space)", stored["space"])
     profile = parse_profile(attrs["nas.profile"], f"{where} (stored profile)", stored["profile"])
@@ -182,6 +226,41 @@ class TrialObjective:
 
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
+        s = ctx.settings
+        self.budget = Budget(s.energy_budget_j, s.latency_budget_s)
+        self.rule = EarlyStopRule(s.early_stop_k)
+        self.model: torch.nn.Module | None = None
+
+    def _over_budget(self, trial, attrs, full_stats, phases, lap) -> tuple[float, ...]:
+        """Record an over-budget candidate as infeasible without training it."""
+        s, ctx = self.ctx.settings, self.ctx
+        samples = s.epochs * len(ctx.data.y_train)
+        would_cost = EstimateMeter(ctx.profile).estimate_work(
+            training_work(full_stats, TrainResult(s.epochs, samples, 0.0, False, 0.0), s.batch_size)
+        )
+        attrs = {**attrs, "over_budget": True, "val_accuracy": 0.0, "test_accuracy": None,
+                 "training_saved_j": would_cost.energy_j, "training_saved_method": would_cost.method}
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        lap("store")
+        trial.set_user_attr("phases_s", phases)
+        values = {"accuracy": 0.0, "energy": attrs["energy_per_inference_j"], "latency": attrs["latency_s"],
+                  "params": float(attrs["params"])}
+        return tuple(values[o.name] for o in ctx.objectives)
+
+    def _early_stop_hook(self, energy_j: float, history: list[float]):
+        finished = [
+            (t.user_attrs["energy_per_inference_j"], t.user_attrs.get("val_accuracy_history", ()))
+            for t in self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "energy_per_inference_j" in t.user_attrs and not t.user_attrs.get("over_budget")
+        ]
+        data = self.ctx.data
+
+        def on_epoch(epoch: int, model: torch.nn.Module) -> bool:
+            history.append(accuracy(model, data.x_val, data.y_val))
+            return self.rule.should_stop(epoch, history[-1], energy_j, finished)
+
+        return on_epoch
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
@@ -204,6 +283,8 @@ class TrialObjective:
 
     def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
         ctx, s = self.ctx, self.ctx.settings
+        self._study = trial.study
+        self.model = None
         phases: dict[str, float] = {}
         t = time.perf_counter()
 
@@ -218,19 +299,56 @@ class TrialObjective:
         seed = s.seed * 1_000_003 + trial.number
         torch.manual_seed(seed)
         model = build_model(arch, ctx.data.input_shape, ctx.data.num_classes)
-        stats = model_stats(model, ctx.data.input_shape)
         precision = str(arch.params.get("precision", ctx.profile.precision))
+        prune_ratio = float(arch.params.get("prune_ratio", 0.0))
+        full_stats = model_stats(model, ctx.data.input_shape)
+        # Measure first: the deployed form's shape (pruned, at its precision) is known before
+        # training, and a dense model's inference energy does not depend on its weights' values.
+        # (It would for sparse kernels or data-dependent early exits, which we do not build.)
+        deployed = prune(model, arch.family, prune_ratio) if prune_ratio else model
+        stats = model_stats(deployed, ctx.data.input_shape) if prune_ratio else full_stats
+        calibration = ctx.data.x_train[:CALIBRATION_SAMPLES]
+        deployed = to_precision(deployed, precision, calibration)
         lap("build")
-        # measured before training: a dense model's inference energy does not depend on its weights
-        record = measure_model(ctx.meter, model, stats, ctx.data, ctx.profile, precision, ctx.device)
+        record = measure_model(ctx.meter, deployed, stats, ctx.data, ctx.profile, precision,
+                               torch.device("cpu") if precision == "int8" else ctx.device)
         lap("measure")
+        base_attrs = {
+            "architecture": arch.to_dict(), "arch": arch.describe(), "params": stats.params, "macs": stats.macs,
+            "precision": precision, "prune_ratio": prune_ratio,
+            "energy_per_inference_j": record.energy_per_inference_j, "energy_method": record.method,
+            "latency_s": record.latency_s, "energy": record.to_dict(), "seed": seed, "host": ctx.host,
+            "device": record.device_name,
+        }
+        if prune_ratio:
+            base_attrs.update(params_before_pruning=full_stats.params, macs_before_pruning=full_stats.macs)
+        violations = self.budget.violations(record.energy_per_inference_j, record.latency_s)
+        for name, value in violations.items():
+            trial.set_constraint(name, value)
+        if any(v > 0 for v in violations.values()):
+            return self._over_budget(trial, base_attrs, full_stats, phases, lap)
+
+        finetune = max(1, s.epochs // 3) if prune_ratio and s.epochs >= 2 else 0
+        history: list[float] = []
+        on_epoch = self._early_stop_hook(record.energy_per_inference_j, history) if s.early_stop else None
         ctx.meter.begin_window()
-        result = train(model, ctx.data, TrainConfig(s.epochs, s.batch_size, s.lr, seed), ctx.device)
-        reading = ctx.meter.end_window(training_work(stats, result, s.batch_size))
+        result = train(model, ctx.data, TrainConfig(s.epochs - finetune, s.batch_size, s.lr, seed), ctx.device, on_epoch)
+        work = training_work(full_stats, result, s.batch_size)
+        if prune_ratio:
+            model = prune(model, arch.family, prune_ratio)
+            tuned = train(model, ctx.data, TrainConfig(finetune, s.batch_size, s.lr, seed + 1), ctx.device) if finetune else None
+            if tuned is not None:
+                work = add_work(work, training_work(stats, tuned, s.batch_size))
+                result = replace(result, epochs_done=result.epochs_done + tuned.epochs_done,
+                                 samples_seen=result.samples_seen + tuned.samples_seen,
+                                 final_loss=tuned.final_loss, duration_s=result.duration_s + tuned.duration_s)
+        reading = ctx.meter.end_window(work)
         lap("train")
-        val_acc = accuracy(model, ctx.data.x_val, ctx.data.y_val)
-        test_acc = accuracy(model, ctx.data.x_test, ctx.data.y_test)
+        deployed = to_precision(model, precision, calibration)
+        val_acc = accuracy(deployed, ctx.data.x_val, ctx.data.y_val)
+        test_acc = accuracy(deployed, ctx.data.x_test, ctx.data.y_test)
         lap("evaluate")
+        self.model = model  # the trained float model (pruned), for whoever keeps weights
         values = {
             "accuracy": val_acc,
             "energy": record.energy_per_inference_j,
@@ -238,16 +356,9 @@ class TrialObjective:
             "params": float(stats.params),
         }
         attrs = {
-            "architecture": arch.to_dict(),
-            "arch": arch.describe(),
-            "params": stats.params,
-            "macs": stats.macs,
+            **base_attrs,
             "val_accuracy": val_acc,
             "test_accuracy": test_acc,
-            "energy_per_inference_j": record.energy_per_inference_j,
-            "energy_method": record.method,
-            "latency_s": record.latency_s,
-            "energy": record.to_dict(),
             "training": {
                 "energy_j": reading.energy_j,
                 "method": reading.method,
@@ -256,10 +367,13 @@ class TrialObjective:
                 "samples": result.samples_seen,
                 "final_loss": result.final_loss,
             },
-            "seed": seed,
-            "host": ctx.host,
-            "device": record.device_name,
         }
+        if s.early_stop:
+            attrs["val_accuracy_history"] = history
+            if result.stopped_early:
+                attrs["stopped_early_at_epoch"] = result.epochs_done
+                # the epochs not run would have cost what the run ones did, per epoch
+                attrs["training_saved_j"] = reading.energy_j / result.epochs_done * (s.epochs - result.epochs_done)
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         lap("store")

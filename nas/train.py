@@ -45,7 +45,8 @@ def train(
 ) -> TrainResult:
     """Train `model` in place with Adam on the training split.
 
-    `on_epoch(epoch, model)` runs after each epoch (1-based); returning True stops training early.
+    `on_epoch(epoch, model)` runs after each epoch (1-based); returning True stops training
+    before the next epoch.
     A non-finite loss raises TrialFault('nan_loss').
     """
     t0 = time.perf_counter()
@@ -70,11 +71,12 @@ def train(
         if not math.isfinite(loss_value):
             raise TrialFault("nan_loss", f"training loss became {loss_value} in epoch {epoch}")
         epochs_done = epoch
-        if on_epoch is not None and epoch < cfg.epochs and on_epoch(epoch, model):
+        if on_epoch is not None:
+            stop = on_epoch(epoch, model)
             model.train()
-            stopped = True
-            break
-        model.train()
+            if stop and epoch < cfg.epochs:
+                stopped = True
+                break
     model.eval()
     return TrainResult(epochs_done, seen, loss_value, stopped, time.perf_counter() - t0)
 
@@ -109,3 +111,10 @@ def training_work(stats, result: TrainResult, batch_size: int, precision: str = 
         bytes_moved=weight_bytes + act_bytes,
         precision=precision,
     )
+
+
+def add_work(a, b):
+    """The work of two windows together (same precision)."""
+    from dataclasses import replace
+
+    return replace(a, macs=a.macs + b.macs, bytes_moved=a.bytes_moved + b.bytes_moved)

@@ -11,6 +11,7 @@ read once per batch (their cost is divided by the batch size); activations move 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from nas.config import HardwareProfile
@@ -126,9 +127,14 @@ class EstimateMeter(Meter):
         self._t0 = None
         if work is None:
             raise ValueError("the estimate meter needs the window's work (WindowWork) to estimate it")
+        return replace(self.estimate_work(work), duration_s=duration)
+
+    def estimate_work(self, work: WindowWork) -> Reading:
+        """Energy of `work` (e.g. a training run that was never run): arithmetic, DRAM traffic and
+        static power over the roofline time."""
         p = self.profile
         e_mac = _coef(p.energy_per_mac_j, work.precision, p)
         peak = _coef(p.peak_macs_per_s, work.precision, p)
         modelled_s = max(work.macs / peak, work.bytes_moved / p.memory_bandwidth_bytes_per_s.value)
         energy = work.macs * e_mac + work.bytes_moved * p.energy_per_byte_dram_j.value + p.static_power_w.value * modelled_s
-        return Reading(energy_j=energy, duration_s=duration, method=METHOD)
+        return Reading(energy_j=energy, duration_s=0.0, method=METHOD)

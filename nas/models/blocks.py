@@ -33,7 +33,9 @@ def plain_conv(
     in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int = 1
 ) -> nn.Module:
     """Conv - BN - activation."""
-    return nn.Sequential(*_conv_bn(in_ch, out_ch, kernel, stride), act())
+    block = nn.Sequential(*_conv_bn(in_ch, out_ch, kernel, stride), act())
+    block.kind = "conv"  # lets structured pruning find producers and consumers
+    return block
 
 
 @register_block("dwsep")
@@ -41,21 +43,26 @@ def depthwise_separable(
     in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int = 1
 ) -> nn.Module:
     """Depthwise conv - BN - act - pointwise conv - BN - act (MobileNet v1)."""
-    return nn.Sequential(
+    block = nn.Sequential(
         *_conv_bn(in_ch, in_ch, kernel, stride, groups=in_ch),
         act(),
         *_conv_bn(in_ch, out_ch, 1, 1),
         act(),
     )
+    block.kind = "dwsep"
+    return block
 
 
 class InvertedResidual(nn.Module):
     """Pointwise expand - depthwise - pointwise project, with a skip when shapes match (MobileNet v2)."""
 
+    kind = "inverted_residual"
+
     def __init__(
         self, in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int
     ) -> None:
         super().__init__()
+        self.expanded = expansion != 1
         hidden = max(1, in_ch * expansion)
         layers: list[nn.Module] = []
         if expansion != 1:
