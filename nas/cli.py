@@ -58,6 +58,12 @@ def main() -> None:
 @storage_option
 @click.option("--threads", default=1, show_default=True, type=int, help="torch CPU threads per worker.")
 @click.option("--allow-estimate", is_flag=True, help="If the profile's sensor is absent, use its analytical estimate (labelled 'estimated').")
+@click.option("--energy-budget", "energy_budget_j", default=None, type=float, metavar="J",
+              help="Energy per inference limit: candidates over it are measured, marked infeasible, and not trained.")
+@click.option("--latency-budget", "latency_budget_s", default=None, type=float, metavar="S",
+              help="Latency per batch limit, checked before training like --energy-budget.")
+@click.option("--early-stop", is_flag=True, help="Stop training candidates dominated at the same epoch by finished trials.")
+@click.option("--early-stop-k", default=3, show_default=True, type=int, help="How many finished trials must dominate to stop.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def search(quiet: bool, objectives: str, **kw: Any) -> None:
     """Run (or continue) a multi-objective search and write the run folder."""
@@ -74,6 +80,14 @@ def search(quiet: bool, objectives: str, **kw: Any) -> None:
         f"{result.complete} complete in total. Results in {result.run.path}/ "
         f"(pareto.json, pareto.csv, pareto.png, study.db)"
     )
+    sv = result.savings
+    if sv.get("over_budget_not_trained") or sv.get("stopped_early"):
+        click.echo(
+            f"saved training energy: {sv['over_budget_not_trained']} over-budget candidates not trained "
+            f"(~{sv['training_energy_saved_by_budget_j']:.3g} J), {sv['stopped_early']} stopped early "
+            f"(~{sv['training_energy_saved_by_early_stop_j']:.3g} J); spent {sv['training_energy_j']:.3g} J "
+            f"on training [{', '.join(sv['methods'])}]"
+        )
     if result.interrupted:
         sys.exit(130)
 

@@ -15,7 +15,8 @@ import optuna
 import torch
 
 from nas.architecture import Architecture
-from nas.budget import Budget, EarlyStopRule
+from nas.artifacts import artifact_dir, save_trial_weights
+from nas.budget import Budget, EarlyStopRule, savings_summary
 from nas.compress import prune, to_precision
 from nas.config import (
     PROFILES_DIR,
@@ -132,6 +133,7 @@ class SearchContext:
     objectives: tuple[Objective, ...]
     meter: Meter
     host: str = field(default_factory=socket.gethostname)
+    artifact_dir: Path | None = None  # where trained weights are kept (RUN/artifacts); None: not kept
 
     @property
     def device(self) -> torch.device:
@@ -376,6 +378,8 @@ class TrialObjective:
                 attrs["training_saved_j"] = reading.energy_j / result.epochs_done * (s.epochs - result.epochs_done)
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
+        if ctx.artifact_dir is not None:
+            save_trial_weights(trial, model, ctx.artifact_dir)
         lap("store")
         trial.set_user_attr("phases_s", phases)
         return tuple(values[o.name] for o in ctx.objectives)
@@ -391,15 +395,61 @@ def quiet_optuna() -> None:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for `url`; SQLite waits on locks instead of failing."""
+    """An RDB storage for `url` with heartbeats, so trials of dead workers are failed and retried.
+
+    SQLite runs in WAL mode (readers never block the writer) and waits up to 60 s for a lock
+    instead of failing with "database is locked"; PostgreSQL gives up connecting after 10 s.
+    """
+    import warnings
+
+    from nas.workers import heartbeat_kwargs
+
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if netloc.count("@") > 1:  # drivers would read part of the password as the host, and print it
+        raise StorageError(
+            f"storage {url.split('://', 1)[0]}://***: the user name or password contains '@'; write it as %40"
+        )
     kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if url.startswith("sqlite"):
+            _sqlite_wal(url)
+            kwargs = {"connect_args": {"timeout": 60}}
+        elif url.startswith("postgresql"):
+            kwargs = {"connect_args": {"connect_timeout": 10}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **heartbeat_kwargs())
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {redact_url(msg) if '://' in msg else msg})") from None
+        msg = _without_password(redact_url(msg) if "://" in msg else msg, url)
+        hint = " (no database driver for this URL; PostgreSQL: postgresql+psycopg://)" if isinstance(e, ImportError) else ""
+        raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {msg}){hint}") from None
+
+
+def _sqlite_wal(url: str) -> None:
+    """Switch a SQLite database file to WAL journaling (stored in the file, so once is enough)."""
+    import sqlite3
+    from contextlib import closing
+
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with closing(sqlite3.connect(path, timeout=60)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def _without_password(text: str, url: str) -> str:
+    """`text` with the URL's password cut out, wherever a driver chose to repeat it."""
+    from urllib.parse import unquote
+
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+    password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
+    for secret in {password, unquote(password)} - {""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
@@ -443,6 +493,7 @@ class SearchResult:
     new_trials: int
     wall_s: float
     interrupted: bool = False
+    savings: dict[str, Any] = field(default_factory=dict)
 
 
 class _Progress:
@@ -517,6 +568,7 @@ def run_search(settings: SearchSettings) -> SearchResult:
     if run.path.is_dir() and any(run.path.iterdir()) and not run.run_json.exists():
         raise RunError(f"{run.path}: folder is not empty and is not a run folder; choose another --out")
     run.path.mkdir(parents=True, exist_ok=True)
+    ctx.artifact_dir = artifact_dir(run)
     url = settings.storage or run.sqlite_url
     name = settings.study_name or run.path.resolve().name
     storage = open_storage(url)
@@ -567,6 +619,7 @@ def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None) -> 
         run=run, study_name=study.study_name, complete=len(records), failed=dict(failed), front=front,
         objectives=ctx.objectives, meter_method=_meter_method(records, ctx), new_trials=len(trials) - before,
         wall_s=wall, interrupted=interrupted,
+        savings=savings_summary(t.user_attrs for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
     )
 
 
