@@ -8,6 +8,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from nas.errors import ConfigError
+from nas.hypervolume import HypervolumeSummary
 from nas.pareto import TrialRecord
 
 
@@ -51,6 +52,29 @@ def pareto_figure(
     ax.set_title(f"{title + ': ' if title else ''}accuracy vs energy [{method}]", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def hypervolume_figure(summary: HypervolumeSummary, title: str = "", method: str = "") -> Figure:
+    """The hypervolume fraction after each trial (a staircase), with the reference point stated."""
+    fig = Figure(figsize=(7.5, 3.6), dpi=120)
+    ax = fig.add_subplot()
+    xs = [h.trial for h in summary.history]
+    ys = [h.fraction for h in summary.history]
+    ax.step(xs, ys, where="post", color="tab:blue", lw=1.5)
+    ax.scatter(xs, ys, s=10, color="tab:blue", zorder=3)
+    ref = summary.reference
+    ax.set_xlabel("trial number")
+    ax.set_ylabel("hypervolume (fraction of box)")
+    ax.set_ylim(0, max(1e-9, max(ys, default=0.0)) * 1.1)
+    ax.set_title(
+        f"{title + ': ' if title else ''}hypervolume {summary.fraction:.4f}"
+        f"{' [' + method + ']' if method else ''}\n"
+        f"reference: accuracy {ref.accuracy:g}, energy {ref.energy_per_inference_j:.3g} J/inference",
+        fontsize=9,
+    )
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return fig
 

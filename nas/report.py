@@ -9,9 +9,12 @@ from typing import Any
 
 import optuna
 
+from nas.carbon import CostReport, resolve_intensity, savings, search_cost
+from nas.hypervolume import HypervolumeSummary, summarize
 from nas.objectives import Objective
 from nas.pareto import TrialRecord, pareto_front
 from nas.runs import RunFolder, objectives_of, open_run, study_for_run, trial_records
+from nas.select import Selection, select
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class Report:
     failed: dict[str, int]
     running: int
     extra: dict[str, Any] = field(default_factory=dict)
+    cost: CostReport | None = None  # search energy, carbon, and each front member's savings
+    hypervolume: HypervolumeSummary | None = None
+    pick: Selection | None = None
 
     @property
     def energy_methods(self) -> list[str]:
@@ -35,8 +41,21 @@ class Report:
         return any(m.startswith("estimated") for m in self.energy_methods)
 
 
-def build_report(run_path: str | Path, storage: str | None = None) -> Report:
-    """Read a run folder (and its study) into a Report."""
+def build_report(
+    run_path: str | Path,
+    storage: str | None = None,
+    *,
+    pick: str | None = None,
+    grid_intensity: float | None = None,
+    region: str | None = None,
+) -> Report:
+    """Read a run folder (and its study) into a Report.
+
+    Besides the front it holds the search's energy cost and carbon (grid intensity from
+    `grid_intensity` g/kWh, else `region`, else the run's hardware profile), each front member's
+    saving per inference against the most accurate one, the hypervolume, and the trial `pick`
+    selects (see nas.select for the rule syntax).
+    """
     run = open_run(run_path)
     study = study_for_run(run, storage)
     objectives = objectives_of(study)
@@ -46,16 +65,38 @@ def build_report(run_path: str | Path, storage: str | None = None) -> Report:
         str(t.user_attrs.get("fail_reason", "unknown")) for t in trials if t.state == optuna.trial.TrialState.FAIL
     )
     running = sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING)
+    settings = dict(study.user_attrs.get("nas.settings", {}))
+    front = pareto_front(records, objectives)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    cost = search_cost((t.user_attrs for t in complete), not_counted=len(trials) - len(complete))
+    intensity = resolve_intensity(grid_intensity, region, _profile_intensity(study), str(settings.get("profile", "?")))
     return Report(
         run=run,
         study_name=study.study_name,
-        settings=dict(study.user_attrs.get("nas.settings", {})),
+        settings=settings,
         objectives=objectives,
         records=records,
-        front=pareto_front(records, objectives),
+        front=front,
         failed=dict(failed),
         running=running,
+        cost=CostReport(cost, intensity, tuple(savings(front, cost.total_j, intensity))),
+        hypervolume=summarize(records),
+        pick=select(pick, records, front) if pick else None,
     )
+
+
+def _profile_intensity(study: optuna.Study) -> Any:
+    """The grid intensity (a `Sourced`) of the profile stored with the study, if it parses."""
+    from nas.config import parse_profile
+    from nas.errors import ConfigError
+
+    doc = study.user_attrs.get("nas.profile")
+    if doc is None:
+        return None
+    try:
+        return parse_profile(doc, f"study {study.study_name!r} (stored profile)").grid_intensity_g_per_kwh
+    except ConfigError:
+        return None
 
 
 def report_dict(report: Report) -> dict[str, Any]:
@@ -70,8 +111,17 @@ def report_dict(report: Report) -> dict[str, Any]:
         "energy_methods": report.energy_methods,
         "estimated": report.estimated,
         "front": [r.row() for r in report.front],
+        **(report.cost.to_dict() if report.cost is not None else {}),
+        "hypervolume": report.hypervolume.to_dict() if report.hypervolume is not None else None,
+        "pick": _pick_dict(report.pick),
         **report.extra,
     }
+
+
+def _pick_dict(sel: Selection | None) -> dict[str, Any] | None:
+    if sel is None:
+        return None
+    return {**sel.to_dict(), "record": sel.record.row()}
 
 
 def _si(value: float | None, unit: str) -> str:
@@ -92,24 +142,75 @@ def format_table(report: Report) -> str:
         f"energy: {methods}" + ("  (ESTIMATED, not measured)" if report.estimated else ""),
         f"front ({len(report.front)} architectures, sorted by energy; test accuracy shown, never used to select):",
     ]
-    header = ("trial", "val acc", "test acc", "energy/inf", "latency/batch", "params", "MACs", "architecture")
+    header = ("trial", "val acc", "test acc", "energy/inf", "latency/batch", "params", "MACs",
+              "saved/inf", "break-even", "architecture")
+    saved = {s.trial: s for s in report.cost.savings} if report.cost is not None else {}
+    picked = report.pick.record.number if report.pick is not None else None
     rows = [
         (
-            f"#{r.number}",
+            f"#{r.number}" + ("*" if r.number == picked else ""),
             f"{r.accuracy:.4f}",
             "-" if r.test_accuracy is None else f"{r.test_accuracy:.4f}",
             _si(r.energy_per_inference_j, "J"),
             _si(r.latency_s, "s"),
             f"{r.params:,}",
             f"{r.macs:,}",
+            *_saving_cells(saved.get(r.number)),
             str(r.attrs.get("arch", "")),
         )
         for r in report.front
     ]
+    last = len(header) - 1
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))  # noqa: E731
+    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))  # noqa: E731
     lines.append(fmt(header))
     lines += [fmt(row) for row in rows]
     if report.failed:
         lines.append("failed trials by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(report.failed.items())))
+    lines += summary_lines(report)
     return "\n".join(lines)
+
+
+def _saving_cells(s: Any) -> tuple[str, str]:
+    if s is None or s.trial == s.baseline_trial:
+        return ("baseline" if s is not None else "-", "-")
+    pct = f" ({s.saved_fraction:.0%})" if s.saved_per_inference_j > 0 else ""
+    n = s.break_even_inferences
+    be = "never" if n is None else (f"{n:,} inf" if n < 1e9 else f"{n:.3g} inf")
+    return (_si(s.saved_per_inference_j, "J") + pct, be)
+
+
+def summary_lines(report: Report) -> list[str]:
+    """Search cost, carbon, hypervolume and the pick, one line each, every number with its method."""
+    out = []
+    if report.cost is not None:
+        c = report.cost.cost
+        est = "  (ESTIMATED)" if c.estimated else ""
+        out.append(
+            f"search cost: {c.total_j:.4g} J = {c.kwh:.3g} kWh (training {c.training_j:.4g} J + measurement "
+            f"{c.measurement_j:.4g} J over {c.trials_counted} trials"
+            + (f"; {c.trials_not_counted} unfinished trials not counted" if c.trials_not_counted else "")
+            + f") [{', '.join(c.methods) or 'no energy recorded'}]{est}"
+        )
+        if report.cost.intensity is not None:
+            i = report.cost.intensity
+            out.append(f"carbon: {report.cost.search_gco2e:.3g} gCO2e at {i.g_per_kwh:g} gCO2e/kWh ({i.source})")
+        else:
+            out.append("carbon: no grid intensity known; pass --grid-intensity G or --region CODE")
+        sv = [s for s in report.cost.savings if s.trial != s.baseline_trial]
+        if sv:
+            out.append(
+                f"saved/inf: energy per inference saved against the most accurate front member "
+                f"(#{sv[0].baseline_trial}); break-even: inferences after which that saving repays the search's energy"
+            )
+    hv = report.hypervolume
+    if hv is not None:
+        r = hv.reference
+        out.append(
+            f"hypervolume: {hv.fraction:.4f} of the box ({hv.hypervolume:.4g} accuracy x J); reference point: "
+            f"accuracy {r.accuracy:g}, energy {r.energy_per_inference_j:.4g} J/inference ({r.rule})"
+        )
+    if report.pick is not None:
+        p = report.pick
+        out.append(f"pick {p.rule.text!r} -> trial #{p.record.number}{'' if p.on_front else ' (not on the front)'}: {p.reason}")
+    return out
