@@ -1,0 +1,157 @@
+"""Tabular mode: evaluate every architecture of a small discrete space once, then replay.
+
+`nas bench build` enumerates the space's decision tree (every architecture exactly once, conditional
+parameters included), trains and measures each candidate with the normal trial code, and stores
+the results in a JSON table. A search with `--table FILE` then looks evaluations up instead of
+training, so sampler comparisons cost milliseconds per trial and are exactly repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nas.architecture import Architecture
+from nas.config import SearchSpace
+from nas.errors import ConfigError, RunError, TrialFault
+from nas.space import sample
+
+TABLE_VERSION = 1
+
+
+class _PathTrial:
+    """Stands in for an Optuna trial: decision i takes option path[i] (0 past the path's end) and
+    records how many options each decision had, so the caller can walk the tree like an odometer."""
+
+    def __init__(self, path: Sequence[int]) -> None:
+        self.path, self.sizes, self.params = list(path), [], {}
+
+    def _pick(self, name: str, options: Sequence[Any]) -> Any:
+        i = len(self.sizes)
+        self.sizes.append(len(options))
+        value = options[self.path[i] if i < len(self.path) else 0]
+        self.params[name] = value
+        return value
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._pick(name, list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self._pick(name, list(range(low, high + 1, step)))
+
+    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
+        if step is None:
+            raise ConfigError(f"parameter {name!r} is continuous: a tabular space needs choices or a step")
+        n = int(round((high - low) / step))
+        return self._pick(name, [round(low + i * step, 12) for i in range(n + 1)])
+
+
+def enumerate_space(space: SearchSpace, limit: int = 100_000) -> Iterator[tuple[dict[str, Any], Architecture]]:
+    """Every (optuna params, architecture) of a discrete space, each exactly once."""
+    path: list[int] = []
+    count = 0
+    while True:
+        trial = _PathTrial(path)
+        arch = sample(trial, space)  # type: ignore[arg-type]
+        yield trial.params, arch
+        count += 1
+        if count > limit:
+            raise ConfigError(f"{space.source}: more than {limit} architectures; too large for a table")
+        full = [path[i] if i < len(path) else 0 for i in range(len(trial.sizes))]
+        i = len(full) - 1
+        while i >= 0 and full[i] + 1 >= trial.sizes[i]:
+            i -= 1
+        if i < 0:
+            return
+        path = full[:i] + [full[i] + 1]
+
+
+def key_of(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Table:
+    space: dict[str, Any]
+    settings: dict[str, Any]
+    rows: dict[str, dict[str, Any]]  # key_of(params) -> trial values and user attrs
+    build_s: float
+
+    def lookup(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.rows[key_of(params)]
+        except KeyError:
+            raise RunError(f"architecture {params} is not in the table (was it built from this space?)") from None
+
+
+def build_table(settings: Any, out: str | Path) -> Table:
+    """Evaluate every architecture of `settings.space` once with the normal trial code."""
+    from nas.search import TrialObjective, prepare, quiet_optuna
+
+    quiet_optuna()
+    ctx = prepare(settings)
+    study = optuna.create_study(directions=[o.direction for o in ctx.objectives])
+    objective = TrialObjective(ctx)
+    rows: dict[str, dict[str, Any]] = {}
+    t0 = time.perf_counter()
+    failed = 0
+    for params, _arch in enumerate_space(ctx.space):
+        study.enqueue_trial(params)
+        trial = study.ask()
+        try:
+            values = objective(trial)
+        except TrialFault:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            failed += 1
+            continue
+        study.tell(trial, values)
+        frozen = study.trials[-1]
+        rows[key_of(frozen.params)] = {
+            "values": dict(zip([o.name for o in ctx.objectives], values, strict=True)),
+            "user_attrs": frozen.user_attrs,
+        }
+    if failed:
+        raise RunError(f"{failed} architectures failed to evaluate; a table must be complete")
+    table = Table(ctx.space.to_dict(), ctx.resolved(), rows, time.perf_counter() - t0)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"version": TABLE_VERSION, "space": table.space, "settings": table.settings,
+                                     "build_s": table.build_s, "rows": rows}))
+    return table
+
+
+def load_table(path: str | Path) -> Table:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: table file not found (build one with `nas bench build`)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable table ({e})") from None
+    if not isinstance(doc, dict) or doc.get("version") != TABLE_VERSION or "rows" not in doc:
+        raise ConfigError(f"{path}: field 'version': not an energy-nas table (version {TABLE_VERSION})")
+    return Table(doc["space"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
+
+
+class TableObjective:
+    """Replays evaluations from a table: same parameters, same user attrs, no training."""
+
+    def __init__(self, ctx: Any, table: Table) -> None:
+        self.ctx, self.table = ctx, table
+        self.names = [o.name for o in ctx.objectives]
+        missing = [n for n in self.names if n not in next(iter(table.rows.values()))["values"]]
+        if missing:
+            raise ConfigError(f"table lacks objective(s) {', '.join(missing)}; rebuild it with them")
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        sample(trial, self.ctx.space)
+        row = self.table.lookup(trial.params)
+        for k, v in row["user_attrs"].items():
+            if k not in ("phases_s", "host"):
+                trial.set_user_attr(k, v)
+        trial.set_user_attr("replayed", True)
+        return tuple(row["values"][n] for n in self.names)

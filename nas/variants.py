@@ -1,0 +1,111 @@
+"""One architecture, several deployments: fp32 vs lower precision vs pruned, side by side.
+
+Each variant runs through the search's own trial code (same dataset split, epochs, seed and meter
+as the run), on an in-memory study, so its accuracy and energy are those of the model as deployed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from nas.config import Param
+from nas.errors import RunError
+from nas.runs import open_run, study_for_run
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    precision: str
+    prune_ratio: float
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    variant: Variant
+    val_accuracy: float
+    test_accuracy: float | None
+    energy_per_inference_j: float
+    energy_method: str
+    latency_s: float
+    params: int
+    macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(d.pop("variant"))
+        return d
+
+
+def default_variants(precisions: tuple[str, ...], prune_ratio: float) -> list[Variant]:
+    out = [Variant("fp32", "fp32", 0.0)]
+    out += [Variant(p, p, 0.0) for p in ("bf16", "fp16", "int8") if p in precisions]
+    out.append(Variant(f"fp32, pruned {prune_ratio:.0%}", "fp32", prune_ratio))
+    if "int8" in precisions:
+        out.append(Variant(f"int8, pruned {prune_ratio:.0%}", "int8", prune_ratio))
+    return out
+
+
+def compare_variants(
+    run_path: str | Path, trial_number: int, storage: str | None = None, prune_ratio: float = 0.5
+) -> tuple[dict[str, Any], list[VariantResult]]:
+    """Train and measure the trial's architecture as fp32, each lower precision the profile runs,
+    and pruned by `prune_ratio` (fp32 and int8). Returns (the trial's architecture, results)."""
+    from nas.search import TrialObjective, context_from_study, quiet_optuna
+
+    quiet_optuna()
+    run = open_run(run_path)
+    study = study_for_run(run, storage)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    if trial_number not in trials or trials[trial_number].state != optuna.trial.TrialState.COMPLETE:
+        valid = sorted(n for n, t in trials.items() if t.state == optuna.trial.TrialState.COMPLETE)
+        raise RunError(f"{run.path}: no complete trial #{trial_number} (complete: {_ranges(valid)})")
+    source = trials[trial_number]
+    ctx = context_from_study(study, energy_budget_j=None, latency_budget_s=None, early_stop=False)
+    precisions = tuple(p for p in ctx.profile.precisions if p != "int8" or ctx.meter.torch_device == "cpu")
+    variants = default_variants(precisions, prune_ratio)
+    levers = (
+        Param("precision", "choice", choices=tuple(dict.fromkeys(v.precision for v in variants))),
+        Param("prune_ratio", "choice", choices=tuple(dict.fromkeys(v.prune_ratio for v in variants))),
+    )
+    space = dataclasses.replace(
+        ctx.space, params=tuple(p for p in ctx.space.params if p.name not in ("precision", "prune_ratio")) + levers
+    )
+    ctx = dataclasses.replace(ctx, space=space, artifact_dir=None)
+    objective = TrialObjective(ctx, fixed_seed=source.user_attrs.get("seed"))
+    scratch = optuna.create_study(directions=[o.direction for o in ctx.objectives])
+    results = []
+    for v in variants:
+        params = {**source.params, "precision": v.precision, "prune_ratio": v.prune_ratio}
+        scratch.enqueue_trial(params)
+        trial = scratch.ask()
+        values = objective(trial)
+        scratch.tell(trial, values)
+        a = scratch.trials[-1].user_attrs
+        results.append(VariantResult(v, a["val_accuracy"], a.get("test_accuracy"), a["energy_per_inference_j"],
+                                     a["energy_method"], a["latency_s"], a["params"], a["macs"]))
+    return dict(source.user_attrs.get("architecture", {})), results
+
+
+def _ranges(numbers: list[int]) -> str:
+    if not numbers:
+        return "none"
+    return f"{numbers[0]}-{numbers[-1]}" if numbers == list(range(numbers[0], numbers[-1] + 1)) else ", ".join(map(str, numbers))
+
+
+def format_variants(arch: dict[str, Any], results: list[VariantResult]) -> str:
+    base = results[0]
+    lines = [f"architecture: {arch}",
+             f"{'variant':<20} {'val acc':>8} {'test acc':>8} {'energy/inf (J)':>15} {'vs fp32':>8} {'params':>9} {'MACs':>11}  method"]
+    for r in results:
+        lines.append(
+            f"{r.variant.label:<20} {r.val_accuracy:>8.4f} {r.test_accuracy if r.test_accuracy is not None else float('nan'):>8.4f} "
+            f"{r.energy_per_inference_j:>15.4g} {r.energy_per_inference_j / base.energy_per_inference_j:>7.2f}x "
+            f"{r.params:>9,} {r.macs:>11,}  {r.energy_method}"
+        )
+    return "\n".join(lines)
