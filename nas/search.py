@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import platform
 import socket
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from nas.objectives import Objective, parse_objectives
 from nas.pareto import TrialRecord, dominates, pareto_front
 from nas.runs import SETTINGS_ATTR, RunFolder, redact_url, trial_records, write_front, write_json
 from nas.space import sample
+from nas.tabular import TableObjective
 from nas.train import (
     TrainConfig,
     TrainResult,
@@ -91,6 +93,7 @@ class SearchSettings:
     latency_budget_s: float | None = None
     early_stop: bool = False
     early_stop_k: int = 3
+    table: str | None = None  # replay evaluations from a `nas bench build` table instead of training
     progress: bool = False
     workers: int = 1  # local worker processes (nas.workers)
     share_device: bool = False  # allow more workers than measured devices
@@ -117,7 +120,7 @@ class SearchSettings:
 
 # The settings that define what a trial's numbers mean: a study resumed with different values
 # would mix incomparable trials, so resuming with them changed is refused.
-FINGERPRINT = ("space", "profile", "dataset", "objectives", "epochs", "batch_size", "lr", "split_seed", "meter")
+FINGERPRINT = ("space", "profile", "dataset", "objectives", "epochs", "batch_size", "lr", "split_seed", "meter", "table")
 
 
 @dataclass
@@ -133,6 +136,7 @@ class SearchContext:
     objectives: tuple[Objective, ...]
     meter: Meter
     host: str = field(default_factory=socket.gethostname)
+    table: Any = None  # a loaded nas.tabular.Table in replay mode
     artifact_dir: Path | None = None  # where trained weights are kept (RUN/artifacts); None: not kept
 
     @property
@@ -154,6 +158,8 @@ class SearchContext:
 def prepare(settings: SearchSettings) -> SearchContext:
     """Load and check everything a search needs before any storage is touched."""
     settings.validate()
+    if settings.table:
+        return _table_context(settings)
     space_path = resolve_named(settings.space, SPACES_DIR, "search space")
     space_doc = read_yaml(space_path)
     space = parse_space(space_doc, str(space_path), space_path.stem)
@@ -161,6 +167,24 @@ def prepare(settings: SearchSettings) -> SearchContext:
     profile_doc = read_yaml(profile_path)
     profile = parse_profile(profile_doc, str(profile_path), profile_path.stem)
     return _context(settings, space, space_doc, profile, profile_doc)
+
+
+def _table_context(settings: SearchSettings) -> SearchContext:
+    """Space, profile, dataset and training settings come from the table being replayed."""
+    from nas.tabular import load_table
+
+    table = load_table(settings.table)
+    t = table.settings
+    settings = replace(
+        settings, space=t["space"], profile=t["profile"], dataset=t["dataset"], epochs=t["epochs"],
+        batch_size=t["batch_size"], lr=t["lr"], split_seed=t["split_seed"], allow_estimate=t["allow_estimate"],
+        objectives=tuple(o for o in settings.objectives if o in t["objectives"]) or tuple(t["objectives"]),
+    )
+    space = parse_space(table.space_doc, f"{settings.table} (table space)", t["space"])
+    profile = parse_profile(table.profile_doc, f"{settings.table} (table profile)", t["profile"])
+    ctx = _context(settings, space, table.space_doc, profile, table.profile_doc)
+    ctx.table = table
+    return ctx
 
 
 def _context(settings, space, space_doc, profile, profile_doc) -> SearchContext:
@@ -226,8 +250,9 @@ def measure_model(
 class TrialObjective:
     """The function Optuna calls for each trial."""
 
-    def __init__(self, ctx: SearchContext) -> None:
+    def __init__(self, ctx: SearchContext, fixed_seed: int | None = None) -> None:
         self.ctx = ctx
+        self.fixed_seed = fixed_seed  # train every trial with this seed (re-running one trial's setup)
         s = ctx.settings
         self.budget = Budget(s.energy_budget_j, s.latency_budget_s)
         self.rule = EarlyStopRule(s.early_stop_k)
@@ -265,19 +290,27 @@ class TrialObjective:
         return on_epoch
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        # who runs the trial, from its start: a restarted search fails it at once if this process dies
+        trial.set_user_attr("host", self.ctx.host)
+        trial.set_user_attr("pid", os.getpid())
         try:
             return self._run(trial)
         except TrialFault as e:
             trial.set_user_attr("fail_reason", e.reason)
             trial.set_user_attr("fail_message", str(e))
             raise
-        except torch.OutOfMemoryError as e:
-            trial.set_user_attr("fail_reason", "out_of_memory")
-            trial.set_user_attr("fail_message", str(e).splitlines()[0] if str(e) else "out of memory")
-            raise TrialFault("out_of_memory", str(e)) from e
-        except NasError:
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        except NasError as e:
+            trial.set_user_attr("fail_reason", f"error:{e.__class__.__name__}")
+            trial.set_user_attr("fail_message", str(e)[:500])
             raise  # a configuration or sensor problem: stop the search, don't retry
         except Exception as e:
+            if _out_of_memory(e):
+                trial.set_user_attr("fail_reason", "out_of_memory")
+                trial.set_user_attr("fail_message", str(e).splitlines()[0] if str(e) else "out of memory")
+                raise TrialFault("out_of_memory", str(e)) from e
             reason = f"exception:{e.__class__.__name__}"
             trial.set_user_attr("fail_reason", reason)
             trial.set_user_attr("fail_message", str(e)[:500])
@@ -298,7 +331,7 @@ class TrialObjective:
 
         arch = sample(trial, ctx.space)
         lap("sample")
-        seed = s.seed * 1_000_003 + trial.number
+        seed = self.fixed_seed if self.fixed_seed is not None else s.seed * 1_000_003 + trial.number
         torch.manual_seed(seed)
         model = build_model(arch, ctx.data.input_shape, ctx.data.num_classes)
         precision = str(arch.params.get("precision", ctx.profile.precision))
@@ -364,6 +397,9 @@ class TrialObjective:
             "training": {
                 "energy_j": reading.energy_j,
                 "method": reading.method,
+                # sensor meters: the idle-subtracted figure and the idle power it used (None: estimate)
+                "net_energy_j": reading.net_energy_j,
+                "idle_power_w": reading.idle_power_w,
                 "duration_s": result.duration_s,
                 "epochs": result.epochs_done,
                 "samples": result.samples_seen,
@@ -392,6 +428,18 @@ def quiet_optuna() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    trial_log = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _OneLineFailures) for f in trial_log.filters):
+        trial_log.addFilter(_OneLineFailures())
+
+
+class _OneLineFailures(logging.Filter):
+    """A failed trial is one warning line: its reason is stored with the trial, and a traceback
+    (Optuna logs one for every failure, Ctrl-C included) reads like a crash of the search."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = None
+        return " failed with value None" not in record.getMessage()
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -560,8 +608,11 @@ class _StopOnFailures:
 
 def run_search(settings: SearchSettings) -> SearchResult:
     """Run (or continue) a search until the study holds `settings.trials` complete trials."""
+    from nas.workers import check_worker_devices, run_local_workers, set_target
+
     quiet_optuna()
     ctx = prepare(settings)
+    check_worker_devices(ctx)
     run = RunFolder(Path(settings.out))
     if run.path.exists() and not run.path.is_dir():
         raise RunError(f"{run.path}: exists and is not a folder")
@@ -573,27 +624,38 @@ def run_search(settings: SearchSettings) -> SearchResult:
     name = settings.study_name or run.path.resolve().name
     storage = open_storage(url)
     study = create_or_load_study(ctx, storage, name)
+    set_target(study, settings)
     write_run_json(run, ctx, study, status="running")
+    if settings.workers > 1:
+        return run_local_workers(ctx, study, run, url)
     return optimize(ctx, study, run)
 
 
-def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None) -> SearchResult:
-    """Run trials until the study has enough complete trials, then write the results."""
+def optimize(
+    ctx: SearchContext, study: optuna.Study, run: RunFolder | None, worker_index: int = 0
+) -> SearchResult:
+    """Run trials until the study has enough complete trials, then write the results.
+
+    `worker_index` tells workers of one study apart: each draws from its own sampler seed.
+    """
+    from nas.workers import recover_lost_trials, run_trials, sampler_seed
+
     s = ctx.settings
     set_threads(s.threads)
     quiet_optuna()
     before = len(study.get_trials(deepcopy=False))
-    # a resumed search must not replay the first run's random draws
-    study.sampler = make_sampler(s.sampler, s.seed + before)
+    recover_lost_trials(study, ctx.host)
+    # a resumed search must not replay the first run's random draws, nor two workers the same ones
+    study.sampler = make_sampler(s.sampler, sampler_seed(s.seed, before, worker_index))
     progress = _Progress(ctx, study, s.progress)
     t0 = time.perf_counter()
     interrupted = False
     try:
         if progress.done < s.trials:
-            study.optimize(
-                TrialObjective(ctx),
-                timeout=s.timeout_s,
-                catch=(TrialFault,),
+            run_trials(
+                study,
+                TableObjective(ctx, ctx.table) if ctx.table is not None else TrialObjective(ctx),
+                timeout_s=s.timeout_s,
                 callbacks=[
                     optuna.study.MaxTrialsCallback(s.trials, states=(optuna.trial.TrialState.COMPLETE,)),
                     _StopOnFailures(limit=max(10, s.trials)),
@@ -605,12 +667,17 @@ def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None) -> 
     finally:
         progress.close()
         ctx.meter.close()
-    wall = time.perf_counter() - t0
+    return finish(ctx, study, run, before, time.perf_counter() - t0, interrupted)
+
+
+def finish(
+    ctx: SearchContext, study: optuna.Study, run: RunFolder | None, before: int, wall: float, interrupted: bool
+) -> SearchResult:
+    """Summarise the study (and write the run folder's results, if there is one)."""
+    from nas.workers import failure_reasons
+
     trials = study.get_trials(deepcopy=False)
-    failed = Counter(
-        str(t.user_attrs.get("fail_reason", "interrupted" if interrupted else "unknown"))
-        for t in trials if t.state == optuna.trial.TrialState.FAIL
-    )
+    failed = failure_reasons(trials)
     records = trial_records(study, ctx.objectives)
     front = pareto_front(records, ctx.objectives)
     if run is not None:
@@ -620,6 +687,13 @@ def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None) -> 
         objectives=ctx.objectives, meter_method=_meter_method(records, ctx), new_trials=len(trials) - before,
         wall_s=wall, interrupted=interrupted,
         savings=savings_summary(t.user_attrs for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
+    )
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator raises a RuntimeError saying so."""
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e)
     )
 
 

@@ -20,6 +20,7 @@ import optuna
 from nas.architecture import Architecture
 from nas.config import SearchSpace
 from nas.errors import ConfigError, RunError, TrialFault
+from nas.runs import write_json
 from nas.space import sample
 
 TABLE_VERSION = 1
@@ -78,7 +79,8 @@ def key_of(params: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Table:
-    space: dict[str, Any]
+    space_doc: dict[str, Any]  # the space YAML document the table enumerates
+    profile_doc: dict[str, Any]
     settings: dict[str, Any]
     rows: dict[str, dict[str, Any]]  # key_of(params) -> trial values and user attrs
     build_s: float
@@ -95,6 +97,8 @@ def build_table(settings: Any, out: str | Path) -> Table:
     from nas.search import TrialObjective, prepare, quiet_optuna
 
     quiet_optuna()
+    if settings.table:
+        raise ConfigError("--table: a table is built from a space, not from another table")
     ctx = prepare(settings)
     study = optuna.create_study(directions=[o.direction for o in ctx.objectives])
     objective = TrialObjective(ctx)
@@ -118,10 +122,11 @@ def build_table(settings: Any, out: str | Path) -> Table:
         }
     if failed:
         raise RunError(f"{failed} architectures failed to evaluate; a table must be complete")
-    table = Table(ctx.space.to_dict(), ctx.resolved(), rows, time.perf_counter() - t0)
+    table = Table(ctx.space_doc, ctx.profile_doc, ctx.resolved(), rows, time.perf_counter() - t0)
+    doc = {"version": TABLE_VERSION, "space": table.space_doc, "profile": table.profile_doc,
+           "settings": table.settings, "build_s": table.build_s, "rows": rows}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps({"version": TABLE_VERSION, "space": table.space, "settings": table.settings,
-                                     "build_s": table.build_s, "rows": rows}))
+    write_json(Path(out), doc)
     return table
 
 
@@ -134,7 +139,7 @@ def load_table(path: str | Path) -> Table:
         raise ConfigError(f"{path}: not a readable table ({e})") from None
     if not isinstance(doc, dict) or doc.get("version") != TABLE_VERSION or "rows" not in doc:
         raise ConfigError(f"{path}: field 'version': not an energy-nas table (version {TABLE_VERSION})")
-    return Table(doc["space"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
+    return Table(doc["space"], doc["profile"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
 
 
 class TableObjective:

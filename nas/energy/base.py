@@ -64,6 +64,12 @@ class Reading:
     energy_j: float
     duration_s: float
     method: str
+    # sensor meters whose idle baseline is known also give the idle-subtracted figure
+    net_energy_j: float | None = None
+    idle_power_w: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,9 @@ class EnergyRecord:
     windows_j: tuple[float, ...] = ()
     coefficients: Mapping[str, Any] = field(default_factory=dict)
     measurement_s: float = 0.0
+    # sensor meters: how the figure was obtained (window plan, per-window durations and net
+    # energies, idle baseline details, what ran at which precision); see nas/energy/protocol.py
+    protocol: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def measured(self) -> bool:
@@ -106,6 +115,7 @@ class EnergyRecord:
         d = asdict(self)
         d["windows_j"] = list(self.windows_j)
         d["coefficients"] = dict(self.coefficients)
+        d["protocol"] = dict(self.protocol)
         return d
 
     @classmethod
