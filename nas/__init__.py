@@ -1,36 +1,57 @@
 """energy-nas: energy-aware neural architecture search.
 
-The public API; everything the `nas` command does is callable from here.
+The public API; everything the `nas` command does is callable from here. Names are imported on
+first use, so `import nas` (and `nas --help`) stays fast without loading torch.
 """
 
-from nas.architecture import Architecture
-from nas.config import HardwareProfile, SearchSpace, load_profile, load_space
-from nas.data import Dataset, load_dataset
-from nas.errors import ConfigError, ExportError, MeterUnavailable, NasError, RunError, StorageError
-from nas.models import build_model, model_stats
-from nas.pareto import TrialRecord, pareto_front
-from nas.report import build_report
-from nas.search import SearchSettings, run_search
+from __future__ import annotations
 
-__all__ = [
-    "Architecture",
-    "ConfigError",
-    "Dataset",
-    "ExportError",
-    "HardwareProfile",
-    "MeterUnavailable",
-    "NasError",
-    "RunError",
-    "SearchSettings",
-    "SearchSpace",
-    "StorageError",
-    "TrialRecord",
-    "build_model",
-    "build_report",
-    "load_dataset",
-    "load_profile",
-    "load_space",
-    "model_stats",
-    "pareto_front",
-    "run_search",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Architecture": "nas.architecture",
+    "calibrate_profile": "nas.calibrate",
+    "HardwareProfile": "nas.config",
+    "SearchSpace": "nas.config",
+    "load_profile": "nas.config",
+    "load_space": "nas.config",
+    "Dataset": "nas.data",
+    "load_dataset": "nas.data",
+    "EnergyRecord": "nas.energy",
+    "create_meter": "nas.energy",
+    "ConfigError": "nas.errors",
+    "ExportError": "nas.errors",
+    "MeterUnavailable": "nas.errors",
+    "NasError": "nas.errors",
+    "RunError": "nas.errors",
+    "StorageError": "nas.errors",
+    "export_run": "nas.export",
+    "write_html_report": "nas.html_report",
+    "measure_trial": "nas.measure",
+    "build_model": "nas.models",
+    "model_stats": "nas.models",
+    "TrialRecord": "nas.pareto",
+    "pareto_front": "nas.pareto",
+    "build_report": "nas.report",
+    "rerank": "nas.rerank",
+    "SearchSettings": "nas.search",
+    "run_search": "nas.search",
+    "select": "nas.select",
+    "build_table": "nas.tabular",
+    "compare_variants": "nas.variants",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

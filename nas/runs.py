@@ -6,6 +6,8 @@ RUN/
   pareto.json   front members (one row each, sorted by energy), with the objectives
   pareto.csv    the same rows as CSV
   pareto.png    all trials and the front
+  artifacts/    trained weights of every complete trial (Optuna artifact store)
+  rerank-PROFILE.json   the front re-measured on another profile (`nas rerank`)
 """
 
 from __future__ import annotations
