@@ -17,6 +17,11 @@ import yaml
 
 from nas.errors import ConfigError
 
+# Numeric formats a model can run in (nas.models re-exports it). Defined here, not beside the
+# models, so that reading a profile never imports torch: `nas report` and `nas plot` parse the
+# stored profile, and importing torch was most of their run time (docs/benchmarks.md, "Scale").
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
 ROOT = Path(__file__).resolve().parent.parent
 SPACES_DIR = ROOT / "search_spaces"
 PROFILES_DIR = ROOT / "hardware_profiles"
@@ -38,6 +43,51 @@ def read_yaml(path: Path) -> Any:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:
+        # PyYAML's constructors raise these for values it cannot build: `!!float x`,
+        # `2020-13-45` as a date, an integer beyond Python's digit limit
+        problem = (str(e).splitlines() or [""])[0][:120]
+        raise ConfigError(f"{path}: malformed YAML: a value cannot be read ({e.__class__.__name__}: {problem})") from None
+
+
+MAX_INT = 2**31 - 1  # counts, sizes and indexes beyond this are typos, and overflow downstream
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None when it is not a number or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond the float range
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _show(value: Any) -> str:
+    """A short, one-line repr for error messages, whatever the value (huge, nested, aliased)."""
+    import reprlib
+
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 2, 4, 4, 4, 4
+    short.maxstring, short.maxother, short.maxlong = 60, 60, 40
+    try:
+        text = short.repr(value)
+    except Exception:  # a value whose repr itself fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _name(key: Any) -> str:
+    """A field name fit for a one-line message: control characters escaped, long names cut."""
+    text = str(key)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
@@ -60,13 +110,11 @@ class _Doc:
         self.data = data
 
     def field(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+        return f"{self.path}.{_name(key)}" if self.path else _name(key)
 
     def error(self, expected: str, got: Any = None, key: str | None = None) -> ConfigError:
         where = self.field(key) if key is not None else (self.path or "(top level)")
-        shown = f", got {got!r}" if got is not None else ""
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
+        shown = f", got {_show(got)}" if got is not None else ""
         return ConfigError(f"{self.file}: field '{where}': {expected}{shown}")
 
     def has(self, key: str) -> bool:
@@ -97,12 +145,14 @@ class _Doc:
             raise self.error("expected an integer", value, key)
         if low is not None and value < low:
             raise self.error(f"expected an integer >= {low}", value, key)
+        if abs(value) > MAX_INT:
+            raise self.error(f"expected an integer of at most {MAX_INT}", value, key)
         return value
 
     def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
-        value = _yaml11_float(self.raw(key, default))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error("expected a finite number", value, key)
+        value = _finite(_yaml11_float(self.raw(key, default)))
+        if value is None:
+            raise self.error("expected a finite number", self.raw(key, default), key)
         if positive and value <= 0:
             raise self.error("expected a number > 0", value, key)
         if value < 0:
@@ -111,10 +161,10 @@ class _Doc:
 
     def real(self, key: str) -> float:
         """Any finite number, negative included."""
-        value = _yaml11_float(self.raw(key))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise self.error("expected a finite number", value, key)
-        return float(value)
+        value = _finite(_yaml11_float(self.raw(key)))
+        if value is None:
+            raise self.error("expected a finite number", self.raw(key), key)
+        return value
 
     def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
         for key in self.data:
@@ -234,13 +284,15 @@ def _param(doc: _Doc, name: str, registry_choices: tuple[str, ...] | None) -> Pa
         for c in choices:
             if not isinstance(c, (str, int, float, bool)) or isinstance(c, float) and not math.isfinite(c):
                 raise doc.error("expected scalar values (string, number, bool)", c, "choices")
+            if isinstance(c, int) and not isinstance(c, bool) and abs(c) > MAX_INT:
+                raise doc.error(f"expected integers of at most {MAX_INT}", c, "choices")
         if len(set(map(repr, choices))) != len(choices):
             raise doc.error("values must be distinct", choices, "choices")
         if registry_choices is not None:
             for c in choices:
                 if c not in registry_choices:
                     raise doc.error(
-                        f"unknown {name} {c!r} (valid: {', '.join(registry_choices)})", key="choices"
+                        f"unknown {name} {_show(c)} (valid: {', '.join(registry_choices)})", key="choices"
                     )
         return Param(name, "choice", choices=tuple(choices), when=when)
     kind = doc.raw("type", None)
@@ -271,14 +323,14 @@ def _check_conditions(params: tuple[Param, ...], known: dict[str, Param], doc: _
             target = known.get(key)
             if target is None or target is p:
                 raise doc.error(
-                    f"'when' refers to {key!r}, which is not a parameter declared before it",
+                    f"'when' refers to {_show(key)}, which is not a parameter declared before it",
                     key=f"{p.name}.when",
                 )
             if target.kind == "choice":
                 bad = [v for v in values if v not in target.choices]
                 if bad:
                     raise doc.error(
-                        f"'when' value {bad[0]!r} is not one of {key}'s choices {list(target.choices)}",
+                        f"'when' value {_show(bad[0])} is not one of {_name(key)}'s choices {_show(list(target.choices))}",
                         key=f"{p.name}.when",
                     )
 
@@ -411,8 +463,6 @@ def _sourced(doc: _Doc, key: str, positive: bool = True) -> Sourced:
 
 
 def _per_precision(doc: _Doc, key: str, precisions: tuple[str, ...]) -> dict[str, Sourced]:
-    from nas.models import PRECISIONS
-
     sub = doc.sub(key)
     sub.check_keys(set(PRECISIONS))
     out = {str(k): _sourced(sub, str(k)) for k in sub.data}
@@ -431,7 +481,6 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
 def parse_profile(data: Any, file: str, default_name: str = "profile") -> HardwareProfile:
     """Validate a hardware-profile document (as read from YAML) that came from `file`."""
     from nas.energy import meter_names
-    from nas.models import PRECISIONS
 
     doc = _Doc(data, file)
     doc.check_keys(
@@ -453,8 +502,8 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
             raise dev.error("expected a regular expression string", match, "match")
         try:
             re.compile(match)
-        except re.error as e:
-            raise dev.error(f"invalid regular expression ({e})", match, "match") from None
+        except (re.error, OverflowError, RecursionError) as e:  # `a{99999999999}`, `((((...`
+            raise dev.error(f"invalid regular expression ({e.__class__.__name__}: {e})", match, "match") from None
     precisions = dev.raw("precisions", ["fp32"])
     if not isinstance(precisions, list) or not precisions or any(p not in PRECISIONS for p in precisions):
         raise dev.error(f"expected a list of precisions from {list(PRECISIONS)}", precisions, "precisions")

@@ -21,7 +21,8 @@ def method_label(records: Sequence[TrialRecord]) -> str:
 def pareto_figure(
     records: Sequence[TrialRecord], front: Sequence[TrialRecord], title: str = "", *, mark_estimates: bool = True
 ) -> Figure:
-    """All trials (grey), the front as a staircase (red), trial numbers on front points.
+    """All trials (grey), the front as a staircase (red), trial numbers on front points (trials
+    with equal values share one label: the first number and how many more, `#12 +3`).
 
     The energy axis is logarithmic when energies span more than 10x.
     """
@@ -39,8 +40,14 @@ def pareto_figure(
         ys = [r.accuracy for r in front]
         ax.step(xs, ys, where="post", color="tab:red", lw=1.5, zorder=3)
         ax.scatter(xs, ys, s=36, color="tab:red", label=f"Pareto front ({len(front)})", zorder=4)
+        # one label per point: trials with equal values (common when a study replays a table or
+        # re-samples an architecture) share it, where thousands of labels took seconds to lay out
+        ties: dict[tuple[float, float], list[int]] = {}
         for r in front:
-            ax.annotate(f"#{r.number}", (r.energy_per_inference_j, r.accuracy), textcoords="offset points",
+            ties.setdefault((r.energy_per_inference_j, r.accuracy), []).append(r.number)
+        for point, numbers in ties.items():
+            more = f" +{len(numbers) - 1}" if len(numbers) > 1 else ""
+            ax.annotate(f"#{min(numbers)}{more}", point, textcoords="offset points",
                         xytext=(4, -10), fontsize=8, color="tab:red")
     energies = [r.energy_per_inference_j for r in records if r.energy_per_inference_j > 0]
     if energies and max(energies) / min(energies) > 10:

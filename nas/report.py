@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,60 @@ from nas.objectives import Objective
 from nas.pareto import TrialRecord, pareto_front
 from nas.runs import RunFolder, objectives_of, open_run, study_for_run, trial_records
 from nas.select import Selection, select
+from nas.storage import read_trials
+
+PHASES = ("sample", "build", "measure", "train", "evaluate", "store")  # in the order a trial runs them
+WORK_PHASES = ("measure", "train", "evaluate")  # the work a search schedules; the rest is our overhead
+
+
+@dataclass(frozen=True)
+class PhaseBreakdown:
+    """Seconds per trial phase (user attr `phases_s`), summed over the trials that recorded them.
+
+    The phases cover a trial from its first suggest to its stored results; Optuna's ask and tell
+    and the search's callbacks fall between trials and are not in any phase.
+    """
+
+    totals_s: Mapping[str, float]
+    trials: int
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.totals_s.values())
+
+    def share(self, phase: str) -> float:
+        """Fraction of the phased time spent in `phase`."""
+        return self.totals_s.get(phase, 0.0) / self.total_s if self.total_s > 0 else 0.0
+
+    @property
+    def outside_work_share(self) -> float:
+        """Fraction of the phased time outside measure, train and evaluate."""
+        return 1.0 - sum(self.share(p) for p in WORK_PHASES) if self.total_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trials": self.trials,
+            "total_s": self.total_s,
+            "phases": {k: {"total_s": v, "share": self.share(k)} for k, v in self.totals_s.items()},
+            "outside_measure_train_evaluate_share": self.outside_work_share,
+        }
+
+
+def phase_breakdown(trial_attrs: Iterable[Mapping[str, Any]]) -> PhaseBreakdown | None:
+    """Sum the `phases_s` of every trial that has one; None when none has (e.g. replayed trials)."""
+    totals: dict[str, float] = {}
+    trials = 0
+    for attrs in trial_attrs:
+        phases = attrs.get("phases_s")
+        if not isinstance(phases, Mapping):
+            continue
+        trials += 1
+        for name, seconds in phases.items():
+            totals[name] = totals.get(name, 0.0) + float(seconds)
+    if not trials:
+        return None
+    order = [p for p in PHASES if p in totals] + sorted(set(totals) - set(PHASES))
+    return PhaseBreakdown({p: totals[p] for p in order}, trials)
 
 
 @dataclass(frozen=True)
@@ -31,6 +86,7 @@ class Report:
     cost: CostReport | None = None  # search energy, carbon, and each front member's savings
     hypervolume: HypervolumeSummary | None = None
     pick: Selection | None = None
+    phases: PhaseBreakdown | None = None  # where the trials' time went
 
     @property
     def energy_methods(self) -> list[str]:
@@ -59,8 +115,8 @@ def build_report(
     run = open_run(run_path)
     study = study_for_run(run, storage)
     objectives = objectives_of(study)
-    records = trial_records(study, objectives)
-    trials = study.get_trials(deepcopy=False)
+    trials = read_trials(study)  # far faster than study.get_trials for large studies (nas.storage)
+    records = trial_records(study, objectives, trials)
     failed = Counter(
         str(t.user_attrs.get("fail_reason", "unknown")) for t in trials if t.state == optuna.trial.TrialState.FAIL
     )
@@ -82,6 +138,7 @@ def build_report(
         cost=CostReport(cost, intensity, tuple(savings(front, cost.total_j, intensity))),
         hypervolume=summarize(records),
         pick=select(pick, records, front) if pick else None,
+        phases=phase_breakdown(t.user_attrs for t in complete),
     )
 
 
@@ -114,6 +171,7 @@ def report_dict(report: Report) -> dict[str, Any]:
         **(report.cost.to_dict() if report.cost is not None else {}),
         "hypervolume": report.hypervolume.to_dict() if report.hypervolume is not None else None,
         "pick": _pick_dict(report.pick),
+        "phases": report.phases.to_dict() if report.phases is not None else None,
         **report.extra,
     }
 
@@ -209,6 +267,13 @@ def summary_lines(report: Report) -> list[str]:
         out.append(
             f"hypervolume: {hv.fraction:.4f} of the box ({hv.hypervolume:.4g} accuracy x J); reference point: "
             f"accuracy {r.accuracy:g}, energy {r.energy_per_inference_j:.4g} J/inference ({r.rule})"
+        )
+    if report.phases is not None:
+        ph = report.phases
+        parts = ", ".join(f"{k} {v:.3g} s ({ph.share(k):.1%})" for k, v in ph.totals_s.items())
+        out.append(
+            f"time per phase over {ph.trials} trials ({ph.total_s:.3g} s): {parts}; "
+            f"outside measure/train/evaluate {ph.outside_work_share:.1%}"
         )
     if report.pick is not None:
         p = report.pick

@@ -157,10 +157,16 @@ def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:
     return tuple(OBJECTIVES[n] for n in names)
 
 
-def trial_records(study: optuna.Study, objectives: tuple[Objective, ...]) -> list[TrialRecord]:
-    """Every complete trial of `study` as a TrialRecord (feasible = all constraints <= 0)."""
+def trial_records(study: optuna.Study, objectives: tuple[Objective, ...], trials: Any = None) -> list[TrialRecord]:
+    """Every complete trial of `study` as a TrialRecord (feasible = all constraints <= 0).
+
+    `trials`: the study's trials already read (FrozenTrials or nas.storage.StoredTrials), if any.
+    """
+    complete = optuna.trial.TrialState.COMPLETE
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(complete,))
     out = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    for t in (t for t in trials if t.state == complete):
         a = t.user_attrs
         constraints = t.constraints.values()
         out.append(

@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -35,9 +36,10 @@ from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, NasError, RunError, StorageError, TrialFault
 from nas.models import ModelStats, build_model, model_stats
 from nas.objectives import Objective, parse_objectives
-from nas.pareto import TrialRecord, dominates, pareto_front
+from nas.pareto import TrialRecord, pareto_front
 from nas.runs import SETTINGS_ATTR, RunFolder, redact_url, trial_records, write_front, write_json
 from nas.space import sample
+from nas.storage import set_user_attrs
 from nas.tabular import TableObjective
 from nas.train import (
     TrainConfig,
@@ -267,8 +269,7 @@ class TrialObjective:
         )
         attrs = {**attrs, "over_budget": True, "val_accuracy": 0.0, "test_accuracy": None,
                  "training_saved_j": would_cost.energy_j, "training_saved_method": would_cost.method}
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        set_user_attrs(trial, attrs)
         lap("store")
         trial.set_user_attr("phases_s", phases)
         values = {"accuracy": 0.0, "energy": attrs["energy_per_inference_j"], "latency": attrs["latency_s"],
@@ -291,8 +292,7 @@ class TrialObjective:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         # who runs the trial, from its start: a restarted search fails it at once if this process dies
-        trial.set_user_attr("host", self.ctx.host)
-        trial.set_user_attr("pid", os.getpid())
+        set_user_attrs(trial, {"host": self.ctx.host, "pid": os.getpid()})
         try:
             return self._run(trial)
         except TrialFault as e:
@@ -412,8 +412,7 @@ class TrialObjective:
                 attrs["stopped_early_at_epoch"] = result.epochs_done
                 # the epochs not run would have cost what the run ones did, per epoch
                 attrs["training_saved_j"] = reading.energy_j / result.epochs_done * (s.epochs - result.epochs_done)
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
+        set_user_attrs(trial, attrs)
         if ctx.artifact_dir is not None:
             save_trial_weights(trial, model, ctx.artifact_dir)
         lap("store")
@@ -442,11 +441,16 @@ class _OneLineFailures(logging.Filter):
         return " failed with value None" not in record.getMessage()
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for `url` with heartbeats, so trials of dead workers are failed and retried.
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """An RDB storage for `url`; with `heartbeat`, trials of dead workers are failed and retried.
 
-    SQLite runs in WAL mode (readers never block the writer) and waits up to 60 s for a lock
-    instead of failing with "database is locked"; PostgreSQL gives up connecting after 10 s.
+    Heartbeats cost a thread and a write per trial (about 20 ms on SQLite on a 2-core machine), so
+    a lone search on its run folder's SQLite goes without: when it is rerun after a crash, it fails
+    and retries its lost trial at once from the process id (nas.workers.recover_lost_trials).
+
+    SQLite runs in WAL mode (readers never block the writer) with synchronous=NORMAL (see
+    _WalConnection) and waits up to 60 s for a lock instead of failing with "database is locked";
+    PostgreSQL gives up connecting after 10 s.
     """
     import warnings
 
@@ -461,12 +465,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         if url.startswith("sqlite"):
             _sqlite_wal(url)
-            kwargs = {"connect_args": {"timeout": 60}}
+            kwargs = {"connect_args": {"timeout": 60, "factory": _WalConnection}}
         elif url.startswith("postgresql"):
             kwargs = {"connect_args": {"connect_timeout": 10}}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **heartbeat_kwargs())
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **(heartbeat_kwargs() if heartbeat else {}))
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         msg = _without_password(redact_url(msg) if "://" in msg else msg, url)
@@ -474,9 +478,21 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {msg}){hint}") from None
 
 
+class _WalConnection(sqlite3.Connection):
+    """A SQLite connection with synchronous=NORMAL: in WAL mode it syncs at checkpoints instead of
+    at every commit. Optuna commits every suggest and attribute, so a full sync per commit was a
+    large share of a trial's storage time (docs/benchmarks.md). The database stays consistent and
+    survives a crash of any process; only a power loss or OS crash may undo the last commits
+    (SQLite documentation, PRAGMA synchronous), which costs at most the trials in flight."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.execute("PRAGMA journal_mode").fetchone()[0] == "wal":  # NORMAL is only this safe with WAL
+            self.execute("PRAGMA synchronous=NORMAL")
+
+
 def _sqlite_wal(url: str) -> None:
     """Switch a SQLite database file to WAL journaling (stored in the file, so once is enough)."""
-    import sqlite3
     from contextlib import closing
 
     from sqlalchemy.engine import make_url
@@ -548,29 +564,42 @@ class _Progress:
     """A tqdm bar over the study's complete trials, showing the current front size."""
 
     def __init__(self, ctx: SearchContext, study: optuna.Study, enabled: bool) -> None:
-        self.ctx, self.front, self.failed = ctx, [], 0
-        for r in trial_records(study, ctx.objectives):
-            self._add(r)
+        # the front's distinct value vectors -> how many trials hold each: ties cost nothing, where
+        # a list of records made every trial of a 10,000-trial study scan hundreds of equal ones
+        self.ctx, self.front, self.failed = ctx, {}, 0
         self.done = sum(1 for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE)
         self.bar = None
-        if enabled:
+        if enabled:  # the front size is only shown on the bar
             from tqdm.auto import tqdm
 
+            for r in trial_records(study, ctx.objectives):
+                self._add(r)
             self.bar = tqdm(total=ctx.settings.trials, initial=min(self.done, ctx.settings.trials), unit="trial", dynamic_ncols=True)
             self._postfix()
 
     def _add(self, r: TrialRecord) -> None:
-        if not r.feasible or any(dominates(f, r, self.ctx.objectives) for f in self.front):
+        if not r.feasible:
             return
-        self.front = [f for f in self.front if not dominates(r, f, self.ctx.objectives)] + [r]
+        v = tuple(-r.values[o.name] if o.direction == "maximize" else r.values[o.name] for o in self.ctx.objectives)
+        if v in self.front:
+            self.front[v] += 1
+        elif not any(all(a <= b for a, b in zip(f, v, strict=True)) for f in self.front):
+            self.front = {f: n for f, n in self.front.items() if not all(a <= b for a, b in zip(v, f, strict=True))}
+            self.front[v] = 1
+
+    @property
+    def front_size(self) -> int:
+        return sum(self.front.values())
 
     def _postfix(self) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(front=len(self.front), failed=self.failed, refresh=False)
+            self.bar.set_postfix(front=self.front_size, failed=self.failed, refresh=False)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
             self.done += 1
+            if self.bar is None:
+                return
             rec = TrialRecord(
                 number=trial.number,
                 values={o.name: v for o, v in zip(self.ctx.objectives, trial.values, strict=True)},
@@ -580,8 +609,7 @@ class _Progress:
             )
             self._add(rec)
             self._postfix()
-            if self.bar is not None:
-                self.bar.update(1)
+            self.bar.update(1)
         elif trial.state == optuna.trial.TrialState.FAIL:
             self.failed += 1
             self._postfix()
@@ -622,7 +650,8 @@ def run_search(settings: SearchSettings) -> SearchResult:
     ctx.artifact_dir = artifact_dir(run)
     url = settings.storage or run.sqlite_url
     name = settings.study_name or run.path.resolve().name
-    storage = open_storage(url)
+    # workers (nas.workers) and server databases, which other machines may join, keep heartbeats
+    storage = open_storage(url, heartbeat=not url.startswith("sqlite"))
     study = create_or_load_study(ctx, storage, name)
     set_target(study, settings)
     write_run_json(run, ctx, study, status="running")

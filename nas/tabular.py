@@ -22,6 +22,7 @@ from nas.config import SearchSpace
 from nas.errors import ConfigError, RunError, TrialFault
 from nas.runs import write_json
 from nas.space import sample
+from nas.storage import set_user_attrs
 
 TABLE_VERSION = 1
 
@@ -155,8 +156,6 @@ class TableObjective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         sample(trial, self.ctx.space)
         row = self.table.lookup(trial.params)
-        for k, v in row["user_attrs"].items():
-            if k not in ("phases_s", "host"):
-                trial.set_user_attr(k, v)
-        trial.set_user_attr("replayed", True)
+        attrs = {k: v for k, v in row["user_attrs"].items() if k not in ("phases_s", "host")}
+        set_user_attrs(trial, {**attrs, "replayed": True})
         return tuple(row["values"][n] for n in self.names)

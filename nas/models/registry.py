@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nas.config import PRECISIONS  # noqa: F401  (re-exported: the formats models can run in)
 from nas.errors import ConfigError
 
 BLOCKS: dict[str, Callable[..., Any]] = {}
 FAMILIES: dict[str, FamilySchema] = {}
 ACTIVATIONS: dict[str, Callable[[], Any]] = {}
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 @dataclass(frozen=True)

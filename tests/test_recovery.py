@@ -1,0 +1,132 @@
+"""Nothing lost: SIGKILL mid-training costs only the trial in flight, SIGINT stops cleanly, and a
+failing candidate (exception, NaN loss, out of memory) fails only its own trial."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from run_helpers import CNN, nondominated, run_nas, sqlite_url, start_nas, trials, wait_for
+from torch import nn
+
+from nas.models.registry import ACTIVATIONS
+from nas.search import SearchSettings, run_search
+
+
+def _killed_mid_training(out: Path, name: str) -> tuple[dict, int]:
+    """Start a search, SIGKILL it while a trial trains (after 3 complete); the complete trials and the victim."""
+    url = sqlite_url(out)
+    proc = start_nas("search", *CNN, "--trials", "8", "--out", str(out))
+
+
+    def just_started():  # a trial that began under 0.2 s ago is building or training, not finishing
+        now = datetime.datetime.now()
+        running = [t for t in trials(url, name, "RUNNING") if (now - t.datetime_start).total_seconds() < 0.2]
+        return len(trials(url, name, "COMPLETE")) >= 3 and next(iter(running), None)
+
+    try:
+        victim = wait_for(just_started, timeout_s=120, what="3 complete trials and one just started", poll_s=0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    complete = {t.number: (t.values, t.params) for t in trials(url, name, "COMPLETE")}
+    return complete, victim.number
+
+
+@pytest.mark.slow
+def test_sigkill_loses_only_the_trial_in_flight_and_a_rerun_reaches_the_total(tmp_path):
+    out = tmp_path / "killed"
+    url = sqlite_url(out)
+    before, victim = _killed_mid_training(out, "killed")
+    assert [t.state.name for t in trials(url, "killed") if t.number == victim] == ["RUNNING"]
+
+    rerun = run_nas("search", *CNN, "--trials", "8", "--out", str(out))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Traceback" not in rerun.stderr
+
+    after = {t.number: (t.values, t.params) for t in trials(url, "killed", "COMPLETE")}
+    assert {n: after.get(n) for n in before} == before, "a trial finished before the kill changed"
+    assert len(after) >= 8
+    lost = next(t for t in trials(url, "killed") if t.number == victim)
+    assert lost.state.name == "FAIL" and lost.user_attrs["fail_reason"] == "worker_lost"
+    # the lost candidate was run again, with the same parameters
+    retry = [t for t in trials(url, "killed") if t.system_attrs.get("failed_trial") == victim]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == lost.params
+    assert not trials(url, "killed", "RUNNING")
+    assert "worker_lost 1" in rerun.stdout
+    front = {row["trial"] for row in json.loads((out / "pareto.json").read_text())["front"]}
+    assert front == nondominated(trials(url, "killed", "COMPLETE"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigint_stops_cleanly_after_writing_the_results(tmp_path, workers):
+    out = tmp_path / f"int{workers}"
+    url = sqlite_url(out)
+    proc = start_nas("search", *CNN, "--trials", "500", "--workers", workers, "--out", str(out))
+    wait_for(lambda: len(trials(url, f"int{workers}", "COMPLETE")) >= 3 and trials(url, f"int{workers}", "RUNNING"),
+             timeout_s=120, what="3 complete trials and one running", poll_s=0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    assert "interrupted; results of finished trials written" in stdout
+    assert not trials(url, f"int{workers}", "RUNNING"), "a trial was left running"
+    failed = trials(url, f"int{workers}", "FAIL")
+    assert failed and all(t.user_attrs.get("fail_reason") == "interrupted" for t in failed)
+    complete = trials(url, f"int{workers}", "COMPLETE")
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    front = {row["trial"] for row in json.loads((out / "pareto.json").read_text())["front"]}
+    assert front == nondominated(complete)
+
+
+# ------------------------------------------------------------------------------ injected faults
+class _Faulty(nn.Module):
+    """An activation that fails the way a real candidate can; `mode` is set when it is built."""
+
+    schedule: list[str] = []
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = self.schedule.pop(0) if self.schedule else "ok"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "nan":
+            return x * float("nan")
+        if self.mode == "raise":
+            raise ValueError("this candidate is broken")
+        if self.mode == "oom":
+            torch.empty(2**62, dtype=torch.uint8)  # a real allocation failure, not a simulated one
+        return torch.relu(x)
+
+
+@pytest.fixture
+def faulty_space(tmp_path, monkeypatch):
+    monkeypatch.setitem(ACTIVATIONS, "faulty", _Faulty)
+    monkeypatch.setattr(_Faulty, "schedule", ["nan", "raise", "oom"])
+    path = tmp_path / "faulty.yaml"
+    # one layer, one activation: each model built takes the next failure from the schedule
+    path.write_text(
+        "name: faulty\nfamily: mlp\nparams:\n  activation: {choices: [faulty]}\n  dropout: {choices: [0.0]}\n"
+        "layers:\n  count: {low: 1, high: 1}\n  params:\n    width: {choices: [8, 16, 32, 64]}\n"
+    )
+    return path
+
+
+def test_failing_candidates_fail_alone_with_their_reason(tmp_path, faulty_space):
+    result = run_search(SearchSettings(space=str(faulty_space), trials=3, epochs=1, sampler="random",
+                                       out=str(tmp_path / "faults")))
+    assert result.failed == {"nan_loss": 1, "exception:ValueError": 1, "out_of_memory": 1}
+    assert result.complete == 3  # the search went on past every failure
+    failed = trials(sqlite_url(result.run.path), result.study_name, "FAIL")
+    by_reason = {t.user_attrs["fail_reason"]: t.user_attrs["fail_message"] for t in failed}
+    assert "nan" in by_reason["nan_loss"] and "broken" in by_reason["exception:ValueError"]
+    assert "allocate" in by_reason["out_of_memory"]
+    report = run_nas("report", str(result.run.path))
+    assert report.returncode == 0, report.stderr
+    assert "exception:ValueError 1" in report.stdout and "nan_loss 1" in report.stdout
+    assert "out_of_memory 1" in report.stdout

@@ -1,0 +1,177 @@
+"""nas.storage.set_user_attrs: one write, the same stored attributes as Optuna's per-key call."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from nas.search import open_storage
+from nas.storage import set_user_attrs
+
+ATTRS = {
+    "arch": "mlp[64, 32] relu",
+    "params": 4810,
+    "energy_per_inference_j": 1.25e-7,
+    "test_accuracy": None,
+    "architecture": {"family": "mlp", "units": [{"width": 64}, {"width": 32}]},
+    "history": [0.5, 0.75],
+    "flag": True,
+}
+
+
+@pytest.fixture(params=["sqlite-file", "in-memory"])
+def study(request, tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}") if request.param == "sqlite-file" else None
+    return optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_same_attributes_as_per_key_writes(study):
+    a, b = study.ask(), study.ask()
+    set_user_attrs(a, ATTRS)
+    for k, v in ATTRS.items():
+        b.set_user_attr(k, v)
+    assert a.user_attrs == ATTRS  # the live trial sees them at once
+    study.tell(a, (1.0, 1.0))
+    study.tell(b, (1.0, 1.0))
+    fresh = optuna.load_study(study_name=study.study_name, storage=study._storage)
+    stored = {t.number: t.user_attrs for t in fresh.get_trials()}
+    assert stored[a.number] == stored[b.number] == ATTRS
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_overwrites_and_keeps_other_keys(study):
+    t = study.ask()
+    t.set_user_attr("host", "h1")
+    t.set_user_attr("pid", 1)
+    set_user_attrs(t, {"pid": 2, "arch": "x"})
+    study.tell(t, (0.5, 0.5))
+    assert study.get_trials()[-1].user_attrs == {"host": "h1", "pid": 2, "arch": "x"}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_finished_trial_refuses_like_optuna(study):
+    t = study.ask()
+    study.tell(t, (0.5, 0.5))
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        set_user_attrs(t, {"late": 1})
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        t.set_user_attr("late", 1)
+    assert study.get_trials()[-1].user_attrs == {}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_one_statement_batch_on_sqlite(tmp_path):
+    """On SQLite the whole batch is one commit (counted at the connection), not one per key."""
+    from sqlalchemy import event
+
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna.create_study(storage=storage, directions=["maximize"])
+    t = study.ask()
+    commits = []
+    event.listen(storage.engine, "commit", lambda conn: commits.append(1))
+    set_user_attrs(t, ATTRS)
+    batched = len(commits)
+    for k, v in ATTRS.items():
+        t.set_user_attr(k, v)
+    assert batched == 1
+    assert len(commits) - batched == len(ATTRS)
+
+
+def test_sqlite_synchronous_normal_only_in_wal(tmp_path):
+    """open_storage turns SQLite's per-commit sync off only where WAL keeps it safe."""
+    wal = open_storage(f"sqlite:///{tmp_path / 'w.db'}")
+    memory = open_storage("sqlite://")
+    with wal.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    with memory.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, SQLite's default
+
+
+TINY_SPACE = """
+name: tiny
+family: mlp
+params:
+  activation: {choices: [relu, tanh]}
+  dropout: {choices: [0.0]}
+layers:
+  count: {low: 1, high: 1}
+  params:
+    width: {choices: [8, 16]}
+"""
+
+
+@pytest.mark.slow
+def test_replayed_trials_store_the_table_rows(tmp_path):
+    """A replayed trial holds its table row's attributes (written in one batch), marked replayed."""
+    from nas.search import SearchSettings, run_search
+    from nas.tabular import build_table, key_of
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    table = build_table(SearchSettings(space=str(space), epochs=1, objectives=("accuracy", "energy")),
+                        tmp_path / "t.json")
+    assert len(table.rows) == 4
+    out = tmp_path / "replay"
+    run_search(SearchSettings(table=str(tmp_path / "t.json"), trials=6, sampler="random", out=str(out)))
+    study = optuna.load_study(study_name="replay", storage=f"sqlite:///{out / 'study.db'}")
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 6
+    for t in trials:
+        row = table.rows[key_of(t.params)]
+        expected = {k: v for k, v in row["user_attrs"].items() if k not in ("phases_s", "host")}
+        assert t.user_attrs == {**json.loads(json.dumps(expected)), "replayed": True}
+        assert t.values == [row["values"]["accuracy"], row["values"]["energy"]]
+
+
+@pytest.fixture(params=["sqlite-file", "in-memory"])
+def mixed_study(request, tmp_path):
+    """Complete (finite and infinite values, with and without constraints), failed and running trials."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}") if request.param == "sqlite-file" else None
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    for i in range(6):
+        t = study.ask()
+        t.suggest_int("width", 8, 64)
+        set_user_attrs(t, {**ATTRS, "i": i})
+        if i % 2:
+            t.set_constraint("energy", 0.5 - i)
+        study.tell(t, (0.1 * i, float("inf") if i == 3 else 1e-7 * i))
+    failed = study.ask()
+    failed.set_user_attr("fail_reason", "nan_loss")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    study.ask().set_user_attr("host", "h")  # left running
+    return study
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_read_trials_matches_get_trials(mixed_study):
+    from nas.storage import read_trials
+
+    def fields(trials):
+        return [(t.number, t.state, t.values, t.user_attrs, t.constraints) for t in trials]
+
+    assert fields(read_trials(mixed_study)) == fields(mixed_study.get_trials())
+    complete = (optuna.trial.TrialState.COMPLETE,)
+    assert fields(read_trials(mixed_study, complete)) == fields(mixed_study.get_trials(states=complete))
+    assert {t.state for t in read_trials(mixed_study)} == {
+        optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING}
+    assert read_trials(mixed_study)[3].values == [0.30000000000000004, float("inf")]
+    assert read_trials(mixed_study)[1].constraints == {"energy": -0.5}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_read_trials_reads_only_its_study(tmp_path):
+    from nas.storage import read_trials
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    a = optuna.create_study(storage=open_storage(url), study_name="a")
+    b = optuna.create_study(storage=open_storage(url), study_name="b")
+    a.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    b.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert [t.number for t in read_trials(a)] == [0, 1, 2]
+    assert [t.values for t in read_trials(b)] == [t.values for t in b.get_trials()]
