@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--local", type=int, nargs="+", default=[1, 2], help="local worker counts (SQLite)")
-    ap.add_argument("--pg", type=int, nargs="+", default=[1, 2, 4], help="worker counts on PostgreSQL")
+    ap.add_argument("--pg", type=int, nargs="*", default=[1, 2, 4], help="worker counts on PostgreSQL (none: skip)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -17,6 +17,10 @@ settings (WAL, synchronous=NORMAL), but no user attributes, no heartbeats, no ca
 result files.
 
     .venv/bin/python benchmarks/scale.py --table bench.json [--trials 10000] [--at 1000 5000 10000] [--bare]
+
+`--continue-from RUN --more K` instead continues a copy of an existing run (e.g. the 10,000-trial
+one kept with `--out`) for K trials, with our search or (`--bare`) plain Optuna on the same study,
+so both pay for the same stored trials.
 """
 
 from __future__ import annotations
@@ -84,18 +88,19 @@ def timed(cmd: list[str], repeats: int) -> tuple[float, float]:
     return statistics.median(walls), min(walls)
 
 
-def run_bare(args: argparse.Namespace, out: Path) -> optuna.Study:
-    """Plain Optuna on the table: what the search does per trial minus everything of ours."""
+def run_bare(args: argparse.Namespace, out: Path, study_name: str = "bare", n_trials: int | None = None) -> optuna.Study:
+    """Plain Optuna on the table: what the search does per trial minus everything of ours.
+    Creates the study `study_name` in out/study.db, or continues it if it is there."""
     from nas.search import SAMPLERS, SearchSettings, _sqlite_wal, _WalConnection, prepare
     from nas.space import sample
 
     ctx = prepare(SearchSettings(table=args.table))
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{out}/study.db"
     _sqlite_wal(url)
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60, "factory": _WalConnection}})
-    study = optuna.create_study(storage=storage, study_name="bare", directions=[o.direction for o in ctx.objectives],
-                                sampler=SAMPLERS[args.sampler](args.seed))
+    study = optuna.create_study(storage=storage, study_name=study_name, directions=[o.direction for o in ctx.objectives],
+                                sampler=SAMPLERS[args.sampler](args.seed), load_if_exists=True)
     names = [o.name for o in ctx.objectives]
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
@@ -103,8 +108,35 @@ def run_bare(args: argparse.Namespace, out: Path) -> optuna.Study:
         values = ctx.table.lookup(trial.params)["values"]
         return tuple(values[n] for n in names)
 
-    study.optimize(objective, n_trials=args.trials)
+    study.optimize(objective, n_trials=n_trials or args.trials)
     return study
+
+
+def continue_run(args: argparse.Namespace, tmp: Path) -> None:
+    """Continue a copy of an existing run for `--more` trials (ours, or plain Optuna with --bare) and
+    print the mean time per trial over all but the first 40 of them (start-up excluded)."""
+    import json as json_
+    import shutil
+    import sqlite3
+
+    src = Path(args.continue_from)
+    out = tmp / "continued"
+    out.mkdir()
+    shutil.copy(src / "run.json", out / "run.json")
+    with sqlite3.connect(f"file:{src / 'study.db'}?mode=ro", uri=True) as a, sqlite3.connect(out / "study.db") as b:
+        a.backup(b)
+    name = json_.loads((src / "run.json").read_text())["study_name"]
+    before = len(optuna.load_study(study_name=name, storage=f"sqlite:///{out}/study.db").get_trials(deepcopy=False))
+    if args.bare:
+        study = run_bare(args, out, name, args.more)
+    else:
+        run_search(SearchSettings(table=args.table, sampler=args.sampler, seed=args.seed + 1, out=str(out),
+                                  study_name=name, trials=before + args.more))
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{out}/study.db")
+    done = completions(study)[before + 40 :]
+    what = "plain Optuna (--bare)" if args.bare else "nas search"
+    print(f"{what} continuing {src} ({before:,} trials) for {args.more} trials: "
+          f"{1e3 * (done[-1] - done[0]) / (len(done) - 1):.1f} ms per trial (mean over the last {len(done) - 1})")
 
 
 def main() -> None:
@@ -119,8 +151,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs of `nas report` and `nas plot` each")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--bare", action="store_true", help="plain Optuna, for comparison (no report or plot)")
+    ap.add_argument("--continue-from", default=None, metavar="RUN", help="continue a copy of this run instead")
+    ap.add_argument("--more", type=int, default=300, help="trials to add with --continue-from")
     args = ap.parse_args()
     quiet_optuna()
+    if args.continue_from:
+        with tempfile.TemporaryDirectory() as tmp:
+            continue_run(args, Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or Path(tmp) / "scale")
         t0 = time.perf_counter()

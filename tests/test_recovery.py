@@ -6,15 +6,17 @@ from __future__ import annotations
 import datetime
 import json
 import signal
+import time
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 from run_helpers import CNN, nondominated, run_nas, sqlite_url, start_nas, trials, wait_for
 from torch import nn
 
 from nas.models.registry import ACTIVATIONS
-from nas.search import SearchSettings, run_search
+from nas.search import SearchSettings, open_storage, run_search
 
 
 def _killed_mid_training(out: Path, name: str) -> tuple[dict, int]:
@@ -130,3 +132,34 @@ def test_failing_candidates_fail_alone_with_their_reason(tmp_path, faulty_space)
     assert report.returncode == 0, report.stderr
     assert "exception:ValueError 1" in report.stdout and "nan_loss 1" in report.stdout
     assert "out_of_memory 1" in report.stdout
+
+
+# ------------------------------------------------------------------------------ heartbeats
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test itself asks for the dead trial
+def test_a_dead_workers_trial_is_failed_by_its_missing_heartbeat_and_retried(tmp_path, monkeypatch):
+    """A worker on another machine dies mid-trial: the next worker fails that trial and reruns it."""
+    from nas import workers
+    from nas.config import load_space
+    from nas.space import sample
+
+    monkeypatch.setattr(workers, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(workers, "GRACE_PERIOD_S", 2)
+    first = run_search(SearchSettings(trials=1, epochs=1, out=str(tmp_path / "hb")))
+    url = sqlite_url(first.run.path)
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=first.study_name, storage=storage)
+    dead = study.ask()
+    sample(dead, load_space("mlp"))  # the candidate it was training
+    # another machine ran it (so only the heartbeat can tell it died), beat once, then went silent
+    dead.set_user_attr("host", "some-other-machine")
+    dead.set_user_attr("pid", 12345)
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(3)
+
+    result = workers.run_worker(workers.WorkerSettings(storage=url, trials=3))
+    assert result.complete == 3
+    lost = study.get_trials()[dead.number]
+    assert lost.state.name == "FAIL"
+    assert workers.failure_reasons(study.get_trials()) == {"worker_lost": 1}
+    retry = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == lost.params

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -70,6 +72,8 @@ def test_sqlite_runs_in_wal_mode(two_worker_run):
     out, _ = two_worker_run
     with sqlite3.connect(out / "study.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # workers write heartbeats, so a dead worker's trial is failed and retried by the others
+        assert conn.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0] >= 10
 
 
 @pytest.mark.slow
@@ -105,6 +109,34 @@ def test_worker_needs_a_storage_and_names_missing_studies(tmp_path):
     assert "no study named 'nope'" in result.stderr and "someone-elses" in result.stderr
     result = cli("worker", NAS_STORAGE=url)  # the URL from the environment
     assert result.exit_code == 5 and "not created by energy-nas" in result.stderr
+
+
+HAMMER = """
+import sys, optuna
+from nas.search import open_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+study = optuna.load_study(study_name="hammer", storage=open_storage(sys.argv[1]),
+                          sampler=optuna.samplers.RandomSampler(int(sys.argv[2])))
+def objective(trial):
+    trial.set_user_attr("worker", sys.argv[2])
+    return trial.suggest_float("x", 0, 1), trial.suggest_int("y", 0, 9)
+study.optimize(objective, n_trials=40)
+"""
+
+
+@pytest.mark.slow
+def test_four_processes_hammering_one_sqlite_study_never_hit_a_lock(tmp_path):
+    """Trials far shorter than real ones, so the processes write almost continuously."""
+    url = f"sqlite:///{tmp_path / 'hammer.db'}"
+    optuna.create_study(storage=open_storage(url), study_name="hammer", directions=["minimize", "minimize"])
+    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, url, str(i)], stderr=subprocess.PIPE, text=True)
+             for i in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    assert not any("locked" in e for e in errors), errors
+    done = optuna.load_study(study_name="hammer", storage=url).get_trials()
+    assert len(done) == 160 and all(t.state.name == "COMPLETE" for t in done)
+    assert sorted(t.number for t in done) == list(range(160))
 
 
 # ------------------------------------------------------------------------------ the device policy
@@ -204,6 +236,8 @@ def test_failure_reasons_counts_stored_reasons_and_lost_workers():
 def test_a_worker_refuses_a_study_measured_with_another_meter(tmp_path):
     result = run_search(SearchSettings(trials=1, epochs=1, out=str(tmp_path / "m")))
     url = sqlite_url(result.run.path)
+    with sqlite3.connect(result.run.path / "study.db") as conn:  # a lone SQLite search skips heartbeats
+        assert conn.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0] == 0
     study = optuna.load_study(study_name=result.study_name, storage=open_storage(url))
     settings = dict(study.user_attrs["nas.settings"], meter="rapl")
     study.set_user_attr("nas.settings", settings)
