@@ -20,6 +20,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -100,6 +101,9 @@ def main() -> None:
     ap.add_argument("--pg", type=int, nargs="*", default=[1, 2, 4], help="worker counts on PostgreSQL (none: skip)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    # a SIGTERM must unwind too: subprocess.run then kills the running search, and postgres()
+    # stops its server (the default handler would leave both running)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
