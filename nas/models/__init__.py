@@ -58,7 +58,6 @@ class ModelStats:
     input_elems: int
 
 
-# Leaf modules whose parameters do no multiply-accumulate a FLOP counter counts (norms scale and shift).
 def model_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
     """Count parameters, MACs and activation traffic of `model` for one sample.
 
