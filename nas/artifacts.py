@@ -53,8 +53,9 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_trial_weights(trial: optuna.Trial, model: nn.Module, directory: Path) -> str:
-    """Store `model`'s weights as an artifact of `trial`; returns the artifact id."""
+def save_trial_weights(trial: optuna.Trial, model: nn.Module, directory: Path) -> dict[str, Any]:
+    """Store `model`'s weights as an artifact of `trial`; returns what the trial's `nas.weights`
+    user attribute must hold (the caller writes it with the trial's other attributes, in one write)."""
     store = artifact_store(directory)
     filename = f"trial-{trial.number}-weights.pt"
     with tempfile.TemporaryDirectory(dir=directory, prefix=".upload-") as tmp:
@@ -64,11 +65,7 @@ def save_trial_weights(trial: optuna.Trial, model: nn.Module, directory: Path) -
         artifact_id = upload_artifact(
             artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/octet-stream"
         )
-    trial.set_user_attr(
-        WEIGHTS_ATTR,
-        {"artifact_id": artifact_id, "filename": filename, "sha256": digest, "bytes": size, "format": WEIGHTS_FORMAT},
-    )
-    return artifact_id
+    return {"artifact_id": artifact_id, "filename": filename, "sha256": digest, "bytes": size, "format": WEIGHTS_FORMAT}
 
 
 def has_weights(trial: optuna.trial.FrozenTrial) -> bool:

@@ -74,19 +74,53 @@ def _images(x: np.ndarray, scale: float) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+def stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of `y` split into (kept, held out), holding out `share` of each class.
+
+    Each class's positions are shuffled by a generator seeded with `seed`. Every class with at
+    least two members keeps one on each side; within that, each class holds out share x its size,
+    rounded so that the total is round(share x len(y)) (largest remainders round up first). Both
+    halves come back sorted. (Ours rather than scikit-learn's `train_test_split`: importing
+    scikit-learn pulls in SciPy's statistics, about 1 s of every search's start-up,
+    docs/benchmarks.md "Overhead".)
+    """
+    rng = np.random.default_rng(seed)
+    classes, y_idx = np.unique(np.asarray(y), return_inverse=True)
+    members = [np.flatnonzero(y_idx == c) for c in range(len(classes))]
+    sizes = np.array([len(m) for m in members])
+    exact = share * sizes
+    low = np.where(sizes >= 2, 1, 0)
+    high = np.where(sizes >= 2, sizes - 1, 0)
+    counts = np.clip(np.floor(exact).astype(int), low, high)
+    diff = int(round(share * len(y))) - int(counts.sum())
+    order = np.argsort(-(exact - counts), kind="stable")  # largest remainder first
+    for c in order if diff > 0 else order[::-1]:
+        if diff == 0:
+            break
+        step = 1 if diff > 0 else -1
+        if low[c] <= counts[c] + step <= high[c]:
+            counts[c] += step
+            diff -= step
+    held: list[np.ndarray] = []
+    for m, n in zip(members, counts, strict=True):
+        held.append(rng.permutation(m)[:n])
+    out = np.sort(np.concatenate(held)) if held else np.array([], dtype=np.int64)
+    return np.setdiff1d(np.arange(len(y)), out), out
+
+
 def _split(
     name: str, x: torch.Tensor, y: np.ndarray, seed: int, test: tuple[torch.Tensor, np.ndarray] | None
 ) -> Dataset:
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(len(y))
     if test is None:
-        idx, test_idx = train_test_split(idx, test_size=TEST_FRACTION, random_state=seed, stratify=y)
+        keep, test_pos = stratified_split(y, TEST_FRACTION, seed)
+        idx, test_idx = idx[keep], idx[test_pos]
         x_test, y_test = x[test_idx], y[test_idx]
     else:
         x_test, y_test = test
     val_share = VAL_FRACTION / (1 - TEST_FRACTION) if test is None else VAL_FRACTION
-    train_idx, val_idx = train_test_split(idx, test_size=val_share, random_state=seed, stratify=y[idx])
+    keep, val_pos = stratified_split(y[idx], val_share, seed)
+    train_idx, val_idx = idx[keep], idx[val_pos]
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
     return Dataset(
         name=name,
@@ -103,11 +137,24 @@ def _split(
 
 @register_dataset("digits")
 def _digits(spec: str, seed: int) -> Dataset:
-    """scikit-learn's bundled copy of the UCI digits: 1,797 8x8 images, values 0-16."""
-    from sklearn.datasets import load_digits
+    """scikit-learn's bundled copy of the UCI digits: 1,797 8x8 images, values 0-16.
 
-    d = load_digits()
-    return _split(spec, _images(d.images, 16.0), d.target.astype(np.int64), seed, None)
+    Read from the CSV file scikit-learn ships (what its `load_digits` reads), found without
+    importing scikit-learn (about 1 s); `load_digits` itself is the fallback.
+    """
+    import importlib.util
+
+    pkg = importlib.util.find_spec("sklearn")
+    csv = Path(next(iter(pkg.submodule_search_locations)), "datasets", "data", "digits.csv.gz") if pkg else None
+    if csv is not None and csv.is_file():
+        data = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+        images, target = data[:, :-1].reshape(-1, 8, 8), data[:, -1]
+    else:
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        images, target = d.images, d.target
+    return _split(spec, _images(images, 16.0), target.astype(np.int64), seed, None)
 
 
 @register_dataset("mnist5k")

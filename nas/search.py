@@ -17,7 +17,7 @@ import optuna
 import torch
 
 from nas.architecture import Architecture
-from nas.artifacts import artifact_dir, save_trial_weights
+from nas.artifacts import WEIGHTS_ATTR, artifact_dir, save_trial_weights
 from nas.budget import Budget, EarlyStopRule, savings_summary
 from nas.compress import prune, to_precision
 from nas.config import (
@@ -39,7 +39,7 @@ from nas.objectives import Objective, parse_objectives
 from nas.pareto import TrialRecord, pareto_front
 from nas.runs import SETTINGS_ATTR, RunFolder, redact_url, trial_records, write_front, write_json
 from nas.space import sample
-from nas.storage import set_user_attrs
+from nas.storage import count_trials, set_user_attrs
 from nas.tabular import TableObjective
 from nas.train import (
     TrainConfig,
@@ -412,9 +412,9 @@ class TrialObjective:
                 attrs["stopped_early_at_epoch"] = result.epochs_done
                 # the epochs not run would have cost what the run ones did, per epoch
                 attrs["training_saved_j"] = reading.energy_j / result.epochs_done * (s.epochs - result.epochs_done)
-        set_user_attrs(trial, attrs)
         if ctx.artifact_dir is not None:
-            save_trial_weights(trial, model, ctx.artifact_dir)
+            attrs[WEIGHTS_ATTR] = save_trial_weights(trial, model, ctx.artifact_dir)
+        set_user_attrs(trial, attrs)
         lap("store")
         trial.set_user_attr("phases_s", phases)
         return tuple(values[o.name] for o in ctx.objectives)
@@ -619,6 +619,19 @@ class _Progress:
             self.bar.close()
 
 
+class _StopAtTarget:
+    """Stop when the study holds `target` complete trials, counted in the storage after every
+    trial (those of other workers too), as Optuna's MaxTrialsCallback does, but with one COUNT
+    query instead of a listing of every trial (nas.storage.count_trials)."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if count_trials(study, optuna.trial.TrialState.COMPLETE) >= self.target:
+            study.stop()
+
+
 class _StopOnFailures:
     """Stop a search whose candidates keep failing instead of looping forever."""
 
@@ -686,7 +699,7 @@ def optimize(
                 TableObjective(ctx, ctx.table) if ctx.table is not None else TrialObjective(ctx),
                 timeout_s=s.timeout_s,
                 callbacks=[
-                    optuna.study.MaxTrialsCallback(s.trials, states=(optuna.trial.TrialState.COMPLETE,)),
+                    _StopAtTarget(s.trials),
                     _StopOnFailures(limit=max(10, s.trials)),
                     progress,
                 ],
@@ -731,11 +744,16 @@ def _meter_method(records: list[TrialRecord], ctx: SearchContext) -> str:
     return ", ".join(methods) if methods else ctx.meter.name
 
 
-def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, status: str) -> None:
-    import matplotlib
-    import numpy
-    import sklearn
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, status: str) -> None:
     write_json(
         run.run_json,
         {
@@ -750,7 +768,8 @@ def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, stat
                       "estimated": ctx.meter.name == "estimate"},
             "versions": {
                 "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__,
-                "numpy": numpy.__version__, "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
+                # from the installed metadata: importing scikit-learn and matplotlib costs about 1 s
+                **{name: _dist_version(name) for name in ("numpy", "scikit-learn", "matplotlib")},
                 "energy-nas": _own_version(),
             },
             "host": ctx.host,

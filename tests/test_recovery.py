@@ -19,10 +19,15 @@ from nas.models.registry import ACTIVATIONS
 from nas.search import SearchSettings, open_storage, run_search
 
 
+# trials long enough (about 1-5 s here) that a trial seen running is still training when the signal
+# lands; with 1 epoch an idle machine finishes a digits CNN in 0.1-0.2 s, faster than the polling
+SLOW_CNN = [a if prev != "--epochs" else "10" for prev, a in zip(["", *CNN[:-1]], CNN, strict=True)]
+
+
 def _killed_mid_training(out: Path, name: str) -> tuple[dict, int]:
     """Start a search, SIGKILL it while a trial trains (after 3 complete); the complete trials and the victim."""
     url = sqlite_url(out)
-    proc = start_nas("search", *CNN, "--trials", "8", "--out", str(out))
+    proc = start_nas("search", *SLOW_CNN, "--trials", "8", "--out", str(out))
 
 
     def just_started():  # a trial that began under 0.2 s ago is building or training, not finishing
@@ -46,7 +51,7 @@ def test_sigkill_loses_only_the_trial_in_flight_and_a_rerun_reaches_the_total(tm
     before, victim = _killed_mid_training(out, "killed")
     assert [t.state.name for t in trials(url, "killed") if t.number == victim] == ["RUNNING"]
 
-    rerun = run_nas("search", *CNN, "--trials", "8", "--out", str(out))
+    rerun = run_nas("search", *SLOW_CNN, "--trials", "8", "--out", str(out))
     assert rerun.returncode == 0, rerun.stderr
     assert "Traceback" not in rerun.stderr
 
@@ -69,7 +74,7 @@ def test_sigkill_loses_only_the_trial_in_flight_and_a_rerun_reaches_the_total(tm
 def test_sigint_stops_cleanly_after_writing_the_results(tmp_path, workers):
     out = tmp_path / f"int{workers}"
     url = sqlite_url(out)
-    proc = start_nas("search", *CNN, "--trials", "500", "--workers", workers, "--out", str(out))
+    proc = start_nas("search", *SLOW_CNN, "--trials", "500", "--workers", workers, "--out", str(out))
     wait_for(lambda: len(trials(url, f"int{workers}", "COMPLETE")) >= 3 and trials(url, f"int{workers}", "RUNNING"),
              timeout_s=120, what="3 complete trials and one running", poll_s=0.05)
     proc.send_signal(signal.SIGINT)

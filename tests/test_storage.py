@@ -175,3 +175,23 @@ def test_read_trials_reads_only_its_study(tmp_path):
     b.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert [t.number for t in read_trials(a)] == [0, 1, 2]
     assert [t.values for t in read_trials(b)] == [t.values for t in b.get_trials()]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat")
+def test_count_trials_counts_each_state_as_optuna_lists_them(study):
+    from optuna.trial import TrialState
+
+    from nas.storage import count_trials
+
+    for i in range(7):
+        t = study.ask()
+        if i % 3 == 0:
+            study.tell(t, state=TrialState.FAIL)
+        elif i % 3 == 1:
+            study.tell(t, (0.5, 1.0))
+    # a second handle on the same storage sees the trials the first one wrote
+    other = optuna.load_study(study_name=study.study_name, storage=study._storage)
+    for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED):
+        expected = len(study.get_trials(deepcopy=False, states=(state,)))
+        assert count_trials(other, state) == expected
+    assert [count_trials(study, s) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)] == [2, 3, 2]
