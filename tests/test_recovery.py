@@ -18,7 +18,6 @@ from torch import nn
 from nas.models.registry import ACTIVATIONS
 from nas.search import SearchSettings, open_storage, run_search
 
-
 # trials long enough (about 1-5 s here) that a trial seen running is still training when the signal
 # lands; with 1 epoch an idle machine finishes a digits CNN in 0.1-0.2 s, faster than the polling
 SLOW_CNN = [a if prev != "--epochs" else "10" for prev, a in zip(["", *CNN[:-1]], CNN, strict=True)]
