@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
-        args.trials = len(next(iter(saved["curves"]["linear"].values()))[0])
+        args.trials = max(len(runs[0]) for runs in saved["curves"]["linear"].values())
         args.seeds = saved.get("seeds", args.seeds)
         show(args, saved["table_size"], ReferencePoint(**saved["reference"]), saved["optimum"], saved["curves"],
              saved["walls_s"])
@@ -157,8 +157,8 @@ def show(args: argparse.Namespace, table_size: int, ref: ReferencePoint, optimum
         for s, runs in by_sampler.items():
             cells = []
             for n in at:
-                vals = [r[n - 1] for r in runs]
-                cells.append(f"{statistics.median(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]")
+                vals = [r[n - 1] for r in runs if len(r) >= n]
+                cells.append(f"{statistics.median(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]" if vals else "-")
             print(f"| {s} | " + " | ".join(cells) + f" | {statistics.median(walls[s]):.1f} |")
         if "tpe" in by_sampler and "random" in by_sampler:
             med = {s: [statistics.median(r[i] for r in by_sampler[s]) for i in range(args.trials)] for s in ("tpe", "random")}
@@ -180,13 +180,14 @@ def draw(curves: dict[str, dict[str, list[list[float]]]], args: argparse.Namespa
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.0, 3.6), dpi=80)
-    xs = list(range(1, args.trials + 1))
     for k, (plane, by_sampler) in enumerate(curves.items()):
         ax = fig.add_subplot(1, 2, k + 1)
         for s, runs in by_sampler.items():
-            med = [statistics.median(r[i] for r in runs) for i in range(args.trials)]
-            lo = [min(r[i] for r in runs) for i in range(args.trials)]
-            hi = [max(r[i] for r in runs) for i in range(args.trials)]
+            n = min(len(r) for r in runs)  # a sampler may have been run for fewer trials (gp: slow)
+            xs = list(range(1, n + 1))
+            med = [statistics.median(r[i] for r in runs) for i in range(n)]
+            lo = [min(r[i] for r in runs) for i in range(n)]
+            hi = [max(r[i] for r in runs) for i in range(n)]
             line = ax.plot(xs, med, lw=1.4, label=f"{s} (median of {len(runs)})")[0]
             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
         ax.set_xscale("log")  # the samplers part in the first tens of trials

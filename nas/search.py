@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import platform
@@ -685,6 +686,11 @@ def optimize(
     s = ctx.settings
     set_threads(s.threads)
     quiet_optuna()
+    # PyTorch imports torch._dynamo (about 1 s) on the first forward pass under FlopCounterMode
+    # or the first optimizer step, whoever comes first. Doing it here, once, keeps a one-time
+    # import out of the first trial's phases, so `phases_s` shows what each trial costs.
+    importlib.import_module("torch._dynamo")
+
     before = len(study.get_trials(deepcopy=False))
     recover_lost_trials(study, ctx.host)
     # a resumed search must not replay the first run's random draws, nor two workers the same ones

