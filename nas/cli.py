@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -336,10 +335,10 @@ def profiles_list(as_json: bool) -> None:
 @json_option
 def profiles_show(name: str, as_json: bool) -> None:
     """One profile: every number with its source (the YAML file, or all fields as JSON)."""
-    from nas.profiles import profile_details
+    from nas.profiles import format_details, profile_details
 
     doc = profile_details(name)
-    _echo_json(doc) if as_json else click.echo(Path(doc["file"]).read_text())
+    _echo_json(doc) if as_json else click.echo(format_details(doc))
 
 
 @profiles.command("calibrate")

@@ -21,6 +21,20 @@ from nas.errors import ConfigError
 # models, so that reading a profile never imports torch: `nas report` and `nas plot` parse the
 # stored profile, and importing torch was most of their run time (docs/benchmarks.md, "Scale").
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# Runtimes a deployed model can ship in (nas.runtimes holds their implementations; kept here for
+# the same reason as PRECISIONS). ONNX Runtime's execution providers are named as ONNX Runtime
+# names them (onnxruntime.get_available_providers()).
+RUNTIME_NAMES = ("torch", "torchscript", "onnxruntime")
+EXECUTION_PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}  # device.kind -> provider
+# ONNX Runtime has no bfloat16 Conv/Gemm kernels on its CPU and CUDA providers: a session refuses
+# the exported graph ("Type 'tensor(bfloat16)' of input parameter ... of operator (Conv) ... is invalid",
+# onnxruntime 1.32, tried here); fp16 runs (CPU: through ONNX Runtime's own casts).
+_RUNTIME_CANNOT = {"onnxruntime": ("bf16",)}
+
+
+def runtime_precisions(runtime: str) -> tuple[str, ...]:
+    """The precisions (of PRECISIONS) a model can be deployed at in `runtime`."""
+    return tuple(p for p in PRECISIONS if p not in _RUNTIME_CANNOT.get(runtime, ()))
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES_DIR = ROOT / "search_spaces"
@@ -429,6 +443,30 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """The runtime the deployed model ships in; inference energy and latency are measured in it.
+
+    `name`: `torch` (eager PyTorch), `torchscript` (torch.jit.trace, as `nas export` writes it) or
+    `onnxruntime` (torch.onnx.export, run by an onnxruntime.InferenceSession).
+    `execution_provider`: ONNX Runtime only, `CPUExecutionProvider` or `CUDAExecutionProvider`
+    (default: the one matching `device.kind`); None for the other runtimes.
+    `threads`: intra-op threads of the runtime; None uses the search's `--threads`.
+    """
+
+    name: str = "torch"
+    execution_provider: str | None = None
+    threads: int | None = None
+
+    def describe(self) -> str:
+        """`onnxruntime (CPUExecutionProvider, 2 threads)`, `torch`."""
+        extra = [x for x in (self.execution_provider, f"{self.threads} threads" if self.threads else None) if x]
+        return f"{self.name} ({', '.join(extra)})" if extra else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     name: str
     description: str
@@ -451,6 +489,7 @@ class HardwareProfile:
     grid_intensity_g_per_kwh: Sourced
     protocol: Protocol
     source: str
+    runtime: Runtime = Runtime()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -472,6 +511,43 @@ def _per_precision(doc: _Doc, key: str, precisions: tuple[str, ...]) -> dict[str
     return out
 
 
+def _runtime(doc: _Doc, device_kind: str) -> Runtime:
+    """The profile's `runtime`: a name (`runtime: onnxruntime`) or a mapping
+    (`runtime: {name: onnxruntime, execution_provider: CPUExecutionProvider, threads: 2}`)."""
+    if not doc.has("runtime"):
+        return Runtime()
+    raw = doc.raw("runtime")
+    valid = f"expected one of {', '.join(RUNTIME_NAMES)}"
+    if isinstance(raw, str):
+        name, provider, threads, where = raw, None, None, doc
+        if name not in RUNTIME_NAMES:
+            raise doc.error(valid, raw, "runtime")
+    elif not isinstance(raw, Mapping):
+        raise doc.error(f"{valid}, or a mapping with name, execution_provider, threads", raw, "runtime")
+    else:
+        where = doc.sub("runtime")
+        where.check_keys({"name", "execution_provider", "threads"})
+        name = where.str("name", "torch")
+        if name not in RUNTIME_NAMES:
+            raise where.error(valid, name, "name")
+        provider = where.str("execution_provider", None) if where.has("execution_provider") else None
+        threads = where.int("threads", low=1) if where.has("threads") else None
+    wanted = EXECUTION_PROVIDERS[device_kind]
+    if name != "onnxruntime":
+        if provider is not None:
+            raise where.error(f"only the onnxruntime runtime has an execution provider (runtime is {name!r})",
+                              provider, "execution_provider")
+        return Runtime(name, None, threads)
+    if provider is None:
+        return Runtime(name, wanted, threads)
+    if provider not in EXECUTION_PROVIDERS.values():
+        raise where.error(f"expected one of {', '.join(EXECUTION_PROVIDERS.values())}", provider, "execution_provider")
+    if provider != wanted:
+        raise where.error(f"device.kind is {device_kind!r}, whose ONNX Runtime provider is {wanted}", provider,
+                          "execution_provider")
+    return Runtime(name, provider, threads)
+
+
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """Load and validate a hardware profile by name (`hardware_profiles/NAME.yaml`) or path."""
     path = resolve_named(name_or_path, PROFILES_DIR, "hardware profile")
@@ -485,7 +561,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     doc = _Doc(data, file)
     doc.check_keys(
         {"name", "description", "meter", "device", "inference", "power", "throughput", "memory",
-         "estimate", "carbon", "measurement"}
+         "estimate", "carbon", "measurement", "runtime"}
     )
     meter = doc.str("meter")
     if meter not in meter_names():
@@ -542,6 +618,10 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         )
 
     prec = tuple(precisions)
+    runtime = _runtime(doc, kind)
+    if precision not in runtime_precisions(runtime.name):
+        raise inf.error(f"does not run in runtime {runtime.name!r} (it runs {', '.join(runtime_precisions(runtime.name))})",
+                        precision, "precision")
     return HardwareProfile(
         name=doc.str("name", default_name),
         description=doc.str("description", "") if doc.has("description") else "",
@@ -564,6 +644,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         grid_intensity_g_per_kwh=_sourced(carbon, "grid_intensity_g_per_kwh", positive=False),
         protocol=proto,
         source=file,
+        runtime=runtime,
     )
 
 

@@ -30,6 +30,7 @@ def profile_summary(profile: HardwareProfile) -> dict[str, Any]:
         "batch_size": profile.batch_size,
         "precision": profile.precision,
         "precisions": list(profile.precisions),
+        "runtime": profile.runtime.to_dict(),
         "objective_energy": "estimate" if profile.meter == "estimate" else (
             "net" if profile.protocol.subtract_idle else "gross"),
         "sensor": sensor_status(profile),
@@ -53,11 +54,24 @@ def profile_details(name_or_path: str) -> dict[str, Any]:
 
 def format_summaries(rows: list[dict[str, Any]]) -> str:
     """The text table of `nas profiles list`."""
-    lines = [f"{'name':<18} {'meter':<9} {'kind':<4} {'sensor here':<11} description"]
+    lines = [f"{'name':<18} {'meter':<9} {'kind':<4} {'runtime':<11} {'sensor here':<11} description"]
     for r in rows:
         here = "estimate" if r["sensor"]["estimated"] else ("yes" if r["sensor"]["available_here"] else "no")
-        lines.append(f"{r['name']:<18} {r['meter']:<9} {r['device_kind']:<4} {here:<11} {r['description']}")
+        lines.append(f"{r['name']:<18} {r['meter']:<9} {r['device_kind']:<4} {r['runtime']['name']:<11} "
+                     f"{here:<11} {r['description']}")
     return "\n".join(lines)
 
 
-__all__ = ["format_summaries", "profile_details", "profile_summaries", "profile_summary", "sensor_status"]
+def format_details(doc: dict[str, Any]) -> str:
+    """The text of `nas profiles show`: the profile's YAML file as written, then the runtime the
+    measurements use once defaults are filled in (a file may leave `runtime` out: `torch`)."""
+    from pathlib import Path
+
+    from nas.config import Runtime
+
+    runtime = Runtime(**doc["runtime"])
+    text = Path(doc["file"]).read_text(encoding="utf-8").rstrip("\n")
+    return f"{text}\n# resolved runtime: {runtime.describe()}"
+
+
+__all__ = ["format_details", "format_summaries", "profile_details", "profile_summaries", "profile_summary", "sensor_status"]

@@ -30,6 +30,7 @@ from nas.config import (
     parse_space,
     read_yaml,
     resolve_named,
+    runtime_precisions,
 )
 from nas.data import Dataset, load_dataset
 from nas.energy import EnergyRecord, Meter, Workload, create_meter
@@ -154,6 +155,7 @@ class SearchContext:
         s["space"] = self.space.name
         s["profile"] = self.profile.name
         s["meter"] = self.meter.name
+        s["runtime"] = self.profile.runtime.to_dict()
         s.pop("progress", None)
         return s
 
@@ -201,7 +203,13 @@ def _context(settings, space, space_doc, profile, profile_doc) -> SearchContext:
 def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter) -> None:
     """Every precision the space can sample must run on the profile's device."""
     wanted = next((p.choices for p in space.params if p.name == "precision"), (profile.precision,))
+    runs = runtime_precisions(profile.runtime.name)
     for precision in wanted:
+        if precision not in runs:
+            raise ConfigError(
+                f"{space.source}: field 'params.precision': {precision!r} does not run in runtime "
+                f"{profile.runtime.name!r} of profile {profile.name!r} (it runs {', '.join(runs)})"
+            )
         if precision not in profile.precisions:
             raise ConfigError(
                 f"{space.source}: field 'params.precision': {precision!r} does not run on profile "
@@ -772,6 +780,7 @@ def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, stat
             "dataset": ctx.data.describe(),
             "meter": {"backend": ctx.meter.name, "profile_meter": ctx.profile.meter,
                       "estimated": ctx.meter.name == "estimate"},
+            "runtime": ctx.profile.runtime.to_dict(),
             "versions": {
                 "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__,
                 # from the installed metadata: importing scikit-learn and matplotlib costs about 1 s
