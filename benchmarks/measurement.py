@@ -4,7 +4,7 @@ For each candidate (a small and a large MLP on the digits input, at the profile'
 
 * **ours**: the profile's meter (on a machine without sensors, the cpu-host profile's analytical
   estimate) measures the candidate `--repeats` times through the search's own path
-  (`nas.search.measure_model`); reported: the time one measurement costs, the value, its method,
+  (`nas.deploy.measure_model`); reported: the time one measurement costs, the value, its method,
   and the spread of the repeats (max - min, which must be 0 for the deterministic estimate).
 * **CodeCarbon** (`codecarbon.OfflineEmissionsTracker`, the tool users reach for today): one
   tracker per measurement (a tracker measures one start/stop cycle) around a window of the same
@@ -36,9 +36,9 @@ import torch
 from nas.architecture import Architecture
 from nas.config import load_profile
 from nas.data import load_dataset
+from nas.deploy import inference_batch, measure_model
 from nas.energy import create_meter, meter_class
 from nas.models import build_model, model_stats
-from nas.search import inference_batch, measure_model
 from nas.train import set_threads
 
 CANDIDATES = {

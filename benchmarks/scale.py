@@ -91,8 +91,9 @@ def timed(cmd: list[str], repeats: int) -> tuple[float, float]:
 def run_bare(args: argparse.Namespace, out: Path, study_name: str = "bare", n_trials: int | None = None) -> optuna.Study:
     """Plain Optuna on the table: what the search does per trial minus everything of ours.
     Creates the study `study_name` in out/study.db, or continues it if it is there."""
-    from nas.search import SAMPLERS, SearchSettings, _sqlite_wal, _WalConnection, prepare
+    from nas.search import SAMPLERS, SearchSettings, prepare
     from nas.space import sample
+    from nas.storage import _sqlite_wal, _WalConnection
 
     ctx = prepare(SearchSettings(table=args.table))
     out.mkdir(parents=True, exist_ok=True)

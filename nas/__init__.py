@@ -12,8 +12,8 @@ from typing import Any
 _EXPORTS = {
     "Architecture": "nas.architecture",
     "calibrate_profile": "nas.calibrate",
-    "HardwareProfile": "nas.config",
-    "SearchSpace": "nas.config",
+    "HardwareProfile": "nas.hardware",
+    "SearchSpace": "nas.searchspace",
     "load_profile": "nas.config",
     "load_space": "nas.config",
     "Dataset": "nas.data",
@@ -34,11 +34,11 @@ _EXPORTS = {
     "TrialRecord": "nas.pareto",
     "pareto_front": "nas.pareto",
     "build_report": "nas.report",
-    "rerank": "nas.rerank",
-    "SearchSettings": "nas.search",
-    "run_search": "nas.search",
-    "select": "nas.select",
-    "build_table": "nas.tabular",
+    "rerank": "nas.reranking",
+    "SearchSettings": "nas.search.settings",
+    "run_search": "nas.search.run",
+    "select": "nas.selection",
+    "build_table": "nas.search.bench",
     "compare_variants": "nas.variants",
 }
 

@@ -23,6 +23,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from torch import nn
 
 from nas.architecture import Architecture
+from nas.deploy import rebuild
 from nas.errors import RunError
 from nas.runs import RunFolder, open_run, study_for_run
 
@@ -32,10 +33,12 @@ WEIGHTS_FORMAT = "torch-state-dict"
 
 
 def artifact_dir(run: RunFolder) -> Path:
+    """RUN/artifacts, where the run's trained weights are kept."""
     return run.path / ARTIFACTS_DIR
 
 
 def artifact_store(directory: Path) -> FileSystemArtifactStore:
+    """Optuna's file-system artifact store in `directory` (created if missing)."""
     directory.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(base_path=directory)
 
@@ -46,6 +49,7 @@ def state_dict_cpu(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -69,6 +73,7 @@ def save_trial_weights(trial: optuna.Trial, model: nn.Module, directory: Path) -
 
 
 def has_weights(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's trained weights were stored (its `nas.weights` attribute)."""
     return isinstance(trial.user_attrs.get(WEIGHTS_ATTR), dict)
 
 
@@ -130,30 +135,18 @@ def model_shape(run: RunFolder) -> tuple[tuple[int, ...], int]:
         raise RunError(f"{run.run_json}: no dataset input_shape/num_classes recorded") from None
 
 
-def rebuild_model(arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """An untrained float model with the structure a trial of `arch` ends with.
-
-    A `prune_ratio` removes a fixed number of channels per layer, so pruning a freshly built model
-    gives the same shapes as pruning the trained one (which channels go differs, but the stored
-    weights replace them all).
-    """
-    from nas.compress import prune
-    from nas.models import build_model
-
-    model = build_model(arch, input_shape, num_classes)
-    ratio = float(arch.params.get("prune_ratio", 0.0) or 0.0)
-    return prune(model, arch.family, ratio) if ratio else model
+def architecture_of(trial: optuna.trial.FrozenTrial) -> Architecture:
+    """The architecture a trial sampled (its `architecture` user attribute); RunError if unreadable."""
+    return Architecture.from_dict(trial.user_attrs.get("architecture"), f"trial {trial.number}")
 
 
 def load_trial_model(run: str | Path | RunFolder, trial_number: int, storage: str | None = None) -> TrialModel:
     """Rebuild trial `trial_number`'s model and load its stored weights."""
-    from nas.search import architecture_of
-
     run = run if isinstance(run, RunFolder) else open_run(run)
     trial = complete_trial(study_for_run(run, storage), trial_number)
     arch = architecture_of(trial)
     input_shape, num_classes = model_shape(run)
-    model = rebuild_model(arch, input_shape, num_classes)
+    model = rebuild(arch, input_shape, num_classes)
     state = load_weights(run, trial)
     try:
         model.load_state_dict(state, strict=True)

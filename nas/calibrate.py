@@ -43,9 +43,11 @@ from nas.config import (
     read_yaml,
     resolve_named,
 )
-from nas.energy import EnergyRecord, Meter, Workload, meter_class
+from nas.deploy import Deployment, deploy, deployable, measure
+from nas.energy import EnergyRecord, Meter, meter_class
 from nas.energy.estimate import inference_terms
 from nas.errors import ConfigError, MeterUnavailable
+from nas.models import build_model
 
 INPUT_SHAPE = (3, 32, 32)  # CIFAR-sized inputs: big enough that MLP widths reach DRAM-sized weights
 NUM_CLASSES = 10
@@ -207,19 +209,15 @@ def predict(row: dict[str, float], coefficients: dict[str, float]) -> float:
 
 
 # ----------------------------------------------------------------------------------- measuring
-def reference_workload(ref: ReferenceModel, profile: HardwareProfile, meter: Meter, seed: int) -> Workload:
-    """The reference model in its deployed form at the profile's precision, and one input batch."""
-    from nas.compress import to_precision
-    from nas.models import build_model, model_stats
-
+def reference_deployment(
+    ref: ReferenceModel, profile: HardwareProfile, meter: Meter, seed: int
+) -> tuple[Deployment, torch.Tensor]:
+    """The reference model deployed at the profile's precision, and one input batch (batch, *INPUT_SHAPE)."""
     torch.manual_seed(seed)
     model = build_model(Architecture.from_dict(ref.architecture, ref.name), INPUT_SHAPE, NUM_CLASSES)
-    stats = model_stats(model, INPUT_SHAPE)
     gen = torch.Generator().manual_seed(seed)
     batch = torch.rand((profile.batch_size, *INPUT_SHAPE), generator=gen)
-    deployed = to_precision(model, profile.precision, batch)
-    device = torch.device("cpu") if profile.precision == "int8" else torch.device(meter.torch_device)
-    return Workload(deployed.to(device).eval(), batch.to(device), stats, profile.precision)
+    return deploy(model, profile.precision, batch, meter.torch_device, input_shape=INPUT_SHAPE), batch
 
 
 def sensor_meter(profile: HardwareProfile) -> Meter:
@@ -257,18 +255,18 @@ def calibrate_profile(
     meter = meter or sensor_meter(profile)
     if meter.name == "estimate":
         raise ConfigError("calibration needs a sensor meter, not the estimate")
-    if profile.precision == "int8" and meter.torch_device != "cpu":
-        raise ConfigError(f"profile {profile.name!r}: int8 runs on CPU quantized kernels, not {meter.torch_device}")
+    why = deployable(profile.precision, profile, meter.torch_device)
+    if why:
+        raise ConfigError(f"profile {profile.name!r}: {why}")
     records: list[EnergyRecord] = []
     rows: list[dict[str, float]] = []
     stats_list = []
     try:
         for i, ref in enumerate(models):
-            work = reference_workload(ref, profile, meter, seed + i)
-            with meter.device_lock():
-                records.append(meter.measure_inference(work))
-            rows.append(features(profile, work.stats, profile.precision, profile.batch_size))
-            stats_list.append(work.stats)
+            deployment, batch = reference_deployment(ref, profile, meter, seed + i)
+            records.append(measure(meter, deployment, batch))
+            rows.append(features(profile, deployment.stats, profile.precision, profile.batch_size))
+            stats_list.append(deployment.stats)
     finally:
         if own:
             meter.close()

@@ -83,7 +83,8 @@ def main() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def search(quiet: bool, objectives: str, **kw: Any) -> None:
     """Run (or continue) a multi-objective search and write the run folder."""
-    from nas.search import SearchSettings, run_search
+    from nas.search.run import run_search
+    from nas.search.settings import SearchSettings
 
     settings = SearchSettings(objectives=tuple(o for o in objectives.split(",") if o), progress=not quiet, **kw)
     result = run_search(settings)
@@ -227,8 +228,8 @@ def export(run: str, trial: int | None, pick: str | None, out: str, retrain_epoc
 @json_option
 def rerank(run: str, profile: str, all_trials: bool, allow_estimate: bool, storage: str | None, as_json: bool) -> None:
     """Re-measure a run's front (or all trials) on another profile; writes RUN/rerank-PROFILE.json."""
-    from nas.rerank import format_rerank
-    from nas.rerank import rerank as do_rerank
+    from nas.reranking import format_rerank
+    from nas.reranking import rerank as do_rerank
 
     result = do_rerank(run, profile, all_trials=all_trials, allow_estimate=allow_estimate, storage=storage)
     _echo_json(result.to_dict()) if as_json else click.echo(format_rerank(result))
@@ -269,8 +270,8 @@ def bench() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Table file (JSON).")
 def bench_build(output: str, objectives: str, **kw: Any) -> None:
     """Evaluate every architecture of SPACE once and store the results as a table."""
-    from nas.search import SearchSettings
-    from nas.tabular import build_table
+    from nas.search.bench import build_table
+    from nas.search.settings import SearchSettings
 
     table = build_table(SearchSettings(objectives=tuple(objectives.split(",")), **kw), output)
     click.echo(f"{len(table.rows)} architectures evaluated in {table.build_s:.1f} s -> {output}")

@@ -1,7 +1,8 @@
-"""YAML at the edge: search spaces and hardware profiles become frozen dataclasses here.
+"""YAML at the edge: search spaces and hardware profiles are loaded and validated here.
 
-All validation happens in this module. Errors name the file, the field and what was expected;
-past the loaders no code sees a raw dict.
+All validation happens in this module; it returns the frozen dataclasses of `nas.searchspace` and
+`nas.hardware` (re-exported here). Errors name the file, the field and what was expected; past the
+loaders no code sees a raw dict.
 """
 
 from __future__ import annotations
@@ -9,181 +10,27 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from nas.energy import meter_names
 from nas.errors import ConfigError
-
-# Numeric formats a model can run in (nas.models re-exports it). Defined here, not beside the
-# models, so that reading a profile never imports torch: `nas report` and `nas plot` parse the
-# stored profile, and importing torch was most of their run time (docs/benchmarks.md, "Scale").
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
-# Runtimes a deployed model can ship in (nas.runtimes holds their implementations; kept here for
-# the same reason as PRECISIONS). ONNX Runtime's execution providers are named as ONNX Runtime
-# names them (onnxruntime.get_available_providers()).
-RUNTIME_NAMES = ("torch", "torchscript", "onnxruntime")
-EXECUTION_PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}  # device.kind -> provider
-# ONNX Runtime has no bfloat16 Conv/Gemm kernels on its CPU and CUDA providers: a session refuses
-# the exported graph ("Type 'tensor(bfloat16)' of input parameter ... of operator (Conv) ... is invalid",
-# onnxruntime 1.32, tried here); fp16 runs (CPU: through ONNX Runtime's own casts).
-_RUNTIME_CANNOT = {"onnxruntime": ("bf16",)}
-
-
-def runtime_precisions(runtime: str) -> tuple[str, ...]:
-    """The precisions (of PRECISIONS) a model can be deployed at in `runtime`."""
-    return tuple(p for p in PRECISIONS if p not in _RUNTIME_CANNOT.get(runtime, ()))
+from nas.hardware import (
+    EXECUTION_PROVIDERS,
+    PRECISIONS,
+    RUNTIME_NAMES,
+    HardwareProfile,
+    Protocol,
+    Runtime,
+    Sourced,
+    runtime_precisions,
+)
+from nas.searchspace import Param, Repeated, SearchSpace
+from nas.yamldoc import MAX_INT, Doc, field_name, read_yaml, show_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES_DIR = ROOT / "search_spaces"
 PROFILES_DIR = ROOT / "hardware_profiles"
-
-
-# --------------------------------------------------------------------------- reading helpers
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file with `safe_load`, turning every failure into a one-line ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read file ({e.__class__.__name__}: {e})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as e:
-        # PyYAML's constructors raise these for values it cannot build: `!!float x`,
-        # `2020-13-45` as a date, an integer beyond Python's digit limit
-        problem = (str(e).splitlines() or [""])[0][:120]
-        raise ConfigError(f"{path}: malformed YAML: a value cannot be read ({e.__class__.__name__}: {problem})") from None
-
-
-MAX_INT = 2**31 - 1  # counts, sizes and indexes beyond this are typos, and overflow downstream
-
-
-def _finite(value: Any) -> float | None:
-    """`value` as a finite float, or None when it is not a number or not finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:  # an int beyond the float range
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _show(value: Any) -> str:
-    """A short, one-line repr for error messages, whatever the value (huge, nested, aliased)."""
-    import reprlib
-
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        return f"an integer of {value.bit_length()} bits"
-    short = reprlib.Repr()  # keyword arguments only from Python 3.12
-    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 2, 4, 4, 4, 4
-    short.maxstring, short.maxother, short.maxlong = 60, 60, 40
-    try:
-        text = short.repr(value)
-    except Exception:  # a value whose repr itself fails
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _name(key: Any) -> str:
-    """A field name fit for a one-line message: control characters escaped, long names cut."""
-    text = str(key)
-    if not text.isprintable():
-        text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
-
-
-def _yaml11_float(value: Any) -> Any:
-    """YAML 1.1 reads `1e-12` (no dot) as a string; take it as the number the author meant."""
-    if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-        return float(value)
-    return value
-
-
-class _Doc:
-    """A mapping read from one file, with typed getters whose errors name file and field."""
-
-    def __init__(self, data: Any, file: str, path: str = "") -> None:
-        self.file, self.path = file, path
-        if not isinstance(data, Mapping):
-            raise self.error("expected a mapping", data)
-        self.data = data
-
-    def field(self, key: str) -> str:
-        return f"{self.path}.{_name(key)}" if self.path else _name(key)
-
-    def error(self, expected: str, got: Any = None, key: str | None = None) -> ConfigError:
-        where = self.field(key) if key is not None else (self.path or "(top level)")
-        shown = f", got {_show(got)}" if got is not None else ""
-        return ConfigError(f"{self.file}: field '{where}': {expected}{shown}")
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def raw(self, key: str, default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                raise self.error("is required", key=key)
-            return default
-        return self.data[key]
-
-    def sub(self, key: str, default: Any = ...) -> _Doc:
-        value = self.raw(key, default)
-        return _Doc(value, self.file, self.field(key))
-
-    def str(self, key: str, default: Any = ...) -> str:
-        value = self.raw(key, default)
-        if not isinstance(value, str) or not value.strip():
-            if value is default and default is None:
-                return value
-            raise self.error("expected a non-empty string", value, key)
-        return value
-
-    def int(self, key: str, default: Any = ..., low: int | None = None) -> int:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error("expected an integer", value, key)
-        if low is not None and value < low:
-            raise self.error(f"expected an integer >= {low}", value, key)
-        if abs(value) > MAX_INT:
-            raise self.error(f"expected an integer of at most {MAX_INT}", value, key)
-        return value
-
-    def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
-        value = _finite(_yaml11_float(self.raw(key, default)))
-        if value is None:
-            raise self.error("expected a finite number", self.raw(key, default), key)
-        if positive and value <= 0:
-            raise self.error("expected a number > 0", value, key)
-        if value < 0:
-            raise self.error("expected a number >= 0", value, key)
-        return float(value)
-
-    def real(self, key: str) -> float:
-        """Any finite number, negative included."""
-        value = _finite(_yaml11_float(self.raw(key)))
-        if value is None:
-            raise self.error("expected a finite number", self.raw(key), key)
-        return value
-
-    def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
-        for key in self.data:
-            if key not in allowed:
-                raise self.error(f"unknown field (valid: {', '.join(sorted(allowed))})", key=str(key))
 
 
 def resolve_named(name_or_path: str | Path, directory: Path, kind: str) -> Path:
@@ -199,83 +46,10 @@ def resolve_named(name_or_path: str | Path, directory: Path, kind: str) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- search spaces
-@dataclass(frozen=True)
-class Param:
-    """One searchable parameter: categorical (`choices`) or a numeric range (`low`/`high`)."""
-
-    name: str
-    kind: str  # "choice" | "int" | "float"
-    choices: tuple[Any, ...] = ()
-    low: float = 0.0
-    high: float = 0.0
-    step: float | None = None
-    log: bool = False
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (param, allowed values) that must all hold
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        if self.kind == "choice":
-            d["choices"] = list(self.choices)
-        else:
-            d.update(type=self.kind, low=self.low, high=self.high)
-            if self.step is not None:
-                d["step"] = self.step
-            if self.log:
-                d["log"] = True
-        if self.when:
-            d["when"] = {k: list(v) for k, v in self.when}
-        return d
-
-    def describe(self) -> str:
-        if self.kind == "choice":
-            text = "{" + ", ".join(map(str, self.choices)) + "}"
-        else:
-            step = f" step {self.step:g}" if self.step else ""
-            text = f"[{self.low:g}, {self.high:g}]{step}{' log' if self.log else ''} ({self.kind})"
-        if self.when:
-            text += "  when " + ", ".join(f"{k} in {list(v)}" for k, v in self.when)
-        return text
-
-
-@dataclass(frozen=True)
-class Repeated:
-    """A group of parameters sampled once per unit; `count` is itself searched."""
-
-    name: str
-    count: Param
-    params: tuple[Param, ...]
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    name: str
-    family: str
-    description: str
-    params: tuple[Param, ...]
-    repeated: Repeated
-    source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "description": self.description,
-            "params": {p.name: p.to_dict() for p in self.params},
-            self.repeated.name: {
-                "count": self.repeated.count.to_dict(),
-                "params": {p.name: p.to_dict() for p in self.repeated.params},
-            },
-        }
-
-    def has(self, name: str) -> bool:
-        return any(p.name == name for p in self.params)
-
-
 _PARAM_KEYS = {"choices", "type", "low", "high", "step", "log", "when"}
 
 
-def _param(doc: _Doc, name: str, registry_choices: tuple[str, ...] | None) -> Param:
+def _param(doc: Doc, name: str, registry_choices: tuple[str, ...] | None) -> Param:
     doc.check_keys(_PARAM_KEYS)
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     if doc.has("when"):
@@ -306,7 +80,7 @@ def _param(doc: _Doc, name: str, registry_choices: tuple[str, ...] | None) -> Pa
             for c in choices:
                 if c not in registry_choices:
                     raise doc.error(
-                        f"unknown {name} {_show(c)} (valid: {', '.join(registry_choices)})", key="choices"
+                        f"unknown {name} {show_value(c)} (valid: {', '.join(registry_choices)})", key="choices"
                     )
         return Param(name, "choice", choices=tuple(choices), when=when)
     kind = doc.raw("type", None)
@@ -331,20 +105,20 @@ def _param(doc: _Doc, name: str, registry_choices: tuple[str, ...] | None) -> Pa
     return Param(name, kind, low=lo, high=hi, step=step, log=log, when=when)
 
 
-def _check_conditions(params: tuple[Param, ...], known: dict[str, Param], doc: _Doc) -> None:
+def _check_conditions(params: tuple[Param, ...], known: dict[str, Param], doc: Doc) -> None:
     for p in params:
         for key, values in p.when:
             target = known.get(key)
             if target is None or target is p:
                 raise doc.error(
-                    f"'when' refers to {_show(key)}, which is not a parameter declared before it",
+                    f"'when' refers to {show_value(key)}, which is not a parameter declared before it",
                     key=f"{p.name}.when",
                 )
             if target.kind == "choice":
                 bad = [v for v in values if v not in target.choices]
                 if bad:
                     raise doc.error(
-                        f"'when' value {_show(bad[0])} is not one of {_name(key)}'s choices {_show(list(target.choices))}",
+                        f"'when' value {show_value(bad[0])} is not one of {field_name(key)}'s choices {show_value(list(target.choices))}",
                         key=f"{p.name}.when",
                     )
 
@@ -357,9 +131,11 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 def parse_space(data: Any, file: str, default_name: str = "space") -> SearchSpace:
     """Validate a search-space document (as read from YAML) that came from `file`."""
+    # imported here, not at the top: the family registry fills as the families' modules import
+    # torch (seconds), which reading a hardware profile (`nas report`, `nas plot`) must not pay
     from nas.models import FAMILIES, valid_choices
 
-    doc = _Doc(data, file)
+    doc = Doc(data, file)
     family = doc.str("family")
     if family not in FAMILIES:
         raise doc.error(f"unknown family (valid: {', '.join(sorted(FAMILIES))})", family, "family")
@@ -421,87 +197,13 @@ def list_spaces() -> list[Path]:
     return sorted(SPACES_DIR.glob("*.yaml"))
 
 
-# --------------------------------------------------------------------------- hardware profiles
-@dataclass(frozen=True)
-class Sourced:
-    """A number together with where it comes from (datasheet, paper, measurement, assumption)."""
-
-    value: float
-    source: str
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How sensor meters measure: warm-up, window length, repeats, idle baseline."""
-
-    warmup_batches: int = 5
-    min_window_s: float = 1.0
-    min_inferences: int = 64
-    repeats: int = 5
-    idle_window_s: float = 1.0
-    subtract_idle: bool = False  # the objective uses gross energy unless the profile says net
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """The runtime the deployed model ships in; inference energy and latency are measured in it.
-
-    `name`: `torch` (eager PyTorch), `torchscript` (torch.jit.trace, as `nas export` writes it) or
-    `onnxruntime` (torch.onnx.export, run by an onnxruntime.InferenceSession).
-    `execution_provider`: ONNX Runtime only, `CPUExecutionProvider` or `CUDAExecutionProvider`
-    (default: the one matching `device.kind`); None for the other runtimes.
-    `threads`: intra-op threads of the runtime; None uses the search's `--threads`.
-    """
-
-    name: str = "torch"
-    execution_provider: str | None = None
-    threads: int | None = None
-
-    def describe(self) -> str:
-        """`onnxruntime (CPUExecutionProvider, 2 threads)`, `torch`."""
-        extra = [x for x in (self.execution_provider, f"{self.threads} threads" if self.threads else None) if x]
-        return f"{self.name} ({', '.join(extra)})" if extra else self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class HardwareProfile:
-    name: str
-    description: str
-    meter: str  # "nvml" | "rapl" | "estimate"
-    device_kind: str  # "cpu" | "gpu"
-    device_match: str | None  # regex the sensor's device name must match
-    device_index: int
-    batch_size: int
-    precision: str
-    precisions: tuple[str, ...]  # precisions the device runs natively
-    idle_power_w: Sourced
-    peak_power_w: Sourced
-    peak_macs_per_s: Mapping[str, Sourced]
-    memory_bandwidth_bytes_per_s: Sourced
-    cache_bytes: Sourced
-    energy_per_mac_j: Mapping[str, Sourced]
-    energy_per_byte_dram_j: Sourced
-    energy_per_byte_cache_j: Sourced
-    static_power_w: Sourced
-    grid_intensity_g_per_kwh: Sourced
-    protocol: Protocol
-    source: str
-    runtime: Runtime = Runtime()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _sourced(doc: _Doc, key: str, positive: bool = True) -> Sourced:
+def _sourced(doc: Doc, key: str, positive: bool = True) -> Sourced:
     sub = doc.sub(key)
     sub.check_keys({"value", "source"})
     return Sourced(sub.number("value", positive=positive), sub.str("source"))
 
 
-def _per_precision(doc: _Doc, key: str, precisions: tuple[str, ...]) -> dict[str, Sourced]:
+def _per_precision(doc: Doc, key: str, precisions: tuple[str, ...]) -> dict[str, Sourced]:
     sub = doc.sub(key)
     sub.check_keys(set(PRECISIONS))
     out = {str(k): _sourced(sub, str(k)) for k in sub.data}
@@ -511,7 +213,7 @@ def _per_precision(doc: _Doc, key: str, precisions: tuple[str, ...]) -> dict[str
     return out
 
 
-def _runtime(doc: _Doc, device_kind: str) -> Runtime:
+def _runtime(doc: Doc, device_kind: str) -> Runtime:
     """The profile's `runtime`: a name (`runtime: onnxruntime`) or a mapping
     (`runtime: {name: onnxruntime, execution_provider: CPUExecutionProvider, threads: 2}`)."""
     if not doc.has("runtime"):
@@ -556,9 +258,7 @@ def load_profile(name_or_path: str | Path) -> HardwareProfile:
 
 def parse_profile(data: Any, file: str, default_name: str = "profile") -> HardwareProfile:
     """Validate a hardware-profile document (as read from YAML) that came from `file`."""
-    from nas.energy import meter_names
-
-    doc = _Doc(data, file)
+    doc = Doc(data, file)
     doc.check_keys(
         {"name", "description", "meter", "device", "inference", "power", "throughput", "memory",
          "estimate", "carbon", "measurement", "runtime"}
@@ -650,3 +350,10 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
 
 def list_profiles() -> list[Path]:
     return sorted(PROFILES_DIR.glob("*.yaml"))
+
+
+__all__ = [
+    "EXECUTION_PROVIDERS", "PRECISIONS", "PROFILES_DIR", "RUNTIME_NAMES", "SPACES_DIR", "HardwareProfile",
+    "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
+    "parse_profile", "parse_space", "read_yaml", "resolve_named",
+]

@@ -36,9 +36,15 @@ import yaml
 from torch import nn
 
 from nas.architecture import Architecture
-from nas.artifacts import load_trial_model, rebuild_model, sha256_file, state_dict_cpu
+from nas.artifacts import load_trial_model, sha256_file, state_dict_cpu
+from nas.compress import prune
+from nas.data import Dataset, load_dataset
+from nas.deploy import CALIBRATION_SAMPLES, deploy, prune_ratio_of, rebuild
 from nas.errors import ConfigError, ExportError
-from nas.select import Selection
+from nas.models import build_model
+from nas.report import Report, build_report
+from nas.selection import Selection
+from nas.train import TrainConfig, accuracy, train
 
 TOLERANCE = 1e-4  # max abs difference in logits accepted between PyTorch and an exported copy
 CHECK_INPUTS = 32  # test inputs each exported copy is run on
@@ -86,7 +92,7 @@ def load_exported_model(directory: str | Path) -> nn.Module:
     """Rebuild an exported model from its architecture file and weights.pt (weights_only=True)."""
     directory = Path(directory)
     spec = load_architecture(directory / FILES["architecture_json"])
-    model = rebuild_model(spec.architecture, spec.input_shape, spec.num_classes)
+    model = rebuild(spec.architecture, spec.input_shape, spec.num_classes)
     state = torch.load(directory / FILES["weights"], map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -209,19 +215,15 @@ def _run_onnx(path: Path, x: torch.Tensor) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
 
 
-def _retrain(spec: ExportedArchitecture, data: Any, settings: dict[str, Any], seed: int, epochs: int) -> tuple[nn.Module, dict[str, Any]]:
+def _retrain(spec: ExportedArchitecture, data: Dataset, settings: dict[str, Any], seed: int, epochs: int) -> tuple[nn.Module, dict[str, Any]]:
     """Train `spec` anew on train + validation for `epochs`, as the search trains (prune, fine-tune)."""
-    from nas.compress import prune
-    from nas.models import build_model
-    from nas.train import TrainConfig, train
-
     both = replace(
         data,
         x_train=torch.cat([data.x_train, data.x_val]),
         y_train=torch.cat([data.y_train, data.y_val]),
     )
     arch = spec.architecture
-    ratio = float(arch.params.get("prune_ratio", 0.0) or 0.0)
+    ratio = prune_ratio_of(arch)
     finetune = max(1, epochs // 3) if ratio and epochs >= 2 else 0  # the search's recipe
     batch, lr = int(settings.get("batch_size", 64)), float(settings.get("lr", 3e-3))
     torch.manual_seed(seed)
@@ -251,11 +253,6 @@ def export_run(
     storage: str | None = None,
 ) -> ExportResult:
     """Export the trial chosen by `trial` or `pick` (exactly one) from the run at `run_path`."""
-    from nas.data import load_dataset
-    from nas.report import build_report
-    from nas.search import CALIBRATION_SAMPLES
-    from nas.train import accuracy
-
     if (trial is None) == (pick is None):
         raise ConfigError("export: give exactly one of --trial N or --pick RULE")
     if retrain_epochs is not None and retrain_epochs < 1:
@@ -284,9 +281,7 @@ def export_run(
     model = model.cpu().eval()
     precision = str(rec.attrs.get("precision", arch.params.get("precision", "fp32")))
     if retrained is not None:
-        from nas.compress import to_precision
-
-        deployed = to_precision(model, precision, data.x_train[:CALIBRATION_SAMPLES])
+        deployed = deploy(model, precision, data.x_train[:CALIBRATION_SAMPLES], "cpu", input_shape=spec.input_shape).model
         retrained["test_accuracy"] = accuracy(deployed, data.x_test, data.y_test)
         retrained["precision"] = precision
 
@@ -354,7 +349,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def report_card(report: Any, sel: Selection, spec: ExportedArchitecture, checks: list[ExportCheck],
+def report_card(report: Report, sel: Selection, spec: ExportedArchitecture, checks: list[ExportCheck],
                 files: dict[str, Path], weights_from: str, retrained: dict[str, Any] | None,
                 exported_test_accuracy: float, precision: str) -> dict[str, Any]:
     """Everything a user of the exported model needs to know about it, as JSON-ready data."""

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from nas.carbon import grams_co2e, lookup_region
 from nas.errors import ConfigError
+from nas.plot import hypervolume_figure, method_label, pareto_figure
 from nas.report import Report, _si, build_report
 from nas.runs import write_atomic
 
@@ -197,8 +198,6 @@ def _reproduce_section(rep: Report, meta: dict[str, Any]) -> str:
 
 def render_html(rep: Report) -> str:
     """The whole page as one string."""
-    from nas.plot import hypervolume_figure, method_label, pareto_figure
-
     meta = rep.run.read_run_json()
     methods = method_label(rep.records)
     fig = pareto_figure(rep.records, rep.front, title=rep.study_name)

@@ -14,11 +14,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 
-from nas.config import HardwareProfile, load_profile, parse_profile
+from nas.artifacts import architecture_of, complete_trial, has_weights, load_trial_model
+from nas.config import load_profile, parse_profile
+from nas.data import load_dataset
+from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, measure_on, rebuild
 from nas.energy import EnergyRecord, create_meter
 from nas.errors import ConfigError, RunError
+from nas.hardware import HardwareProfile
 from nas.runs import SETTINGS_ATTR, open_run, study_for_run
 
 
@@ -44,7 +49,7 @@ class Remeasurement:
         return d
 
 
-def _profile_for(study: Any, name: str | None, repeats: int | None) -> HardwareProfile:
+def _profile_for(study: optuna.Study, name: str | None, repeats: int | None) -> HardwareProfile:
     settings = study.user_attrs.get(SETTINGS_ATTR, {})
     if name is None:
         doc = study.user_attrs.get("nas.profile")
@@ -65,12 +70,6 @@ def measure_trial(
     allow_estimate: bool = False, storage: str | None = None,
 ) -> Remeasurement:
     """Measure trial `trial` of `run` again and return the full record."""
-    from nas.artifacts import complete_trial, has_weights, load_trial_model, rebuild_model
-    from nas.compress import to_precision
-    from nas.data import load_dataset
-    from nas.models import model_stats
-    from nas.search import CALIBRATION_SAMPLES, architecture_of, measure_model
-
     folder = open_run(run)
     study = study_for_run(folder, storage)
     frozen = complete_trial(study, trial)
@@ -86,23 +85,21 @@ def measure_trial(
         )
     meter = create_meter(prof, allow_estimate=allow_estimate)
     try:
-        if precision == "int8" and meter.torch_device != "cpu":
-            raise ConfigError(
-                f"trial {trial} is int8, which runs on CPU quantized kernels; profile {prof.name!r} "
-                f"measures a {meter.torch_device} device"
-            )
+        why = deployable(precision, prof, meter.torch_device)
+        if why:
+            raise ConfigError(f"trial {trial}: {why}")
         if has_weights(frozen):
             model = load_trial_model(folder, trial, storage).model
             weights = "trained (stored with the run)"
         else:
             seed = int(frozen.user_attrs.get("seed", 0))
             torch.manual_seed(seed)
-            model = rebuild_model(arch, data.input_shape, data.num_classes)
+            model = rebuild(arch, data.input_shape, data.num_classes)
             weights = f"untrained rebuild (seed {seed})"
-        stats = model_stats(model, data.input_shape)
-        deployed = to_precision(model, precision, data.x_train[:CALIBRATION_SAMPLES])
-        device = torch.device("cpu") if precision == "int8" else torch.device(meter.torch_device)
-        record = measure_model(meter, deployed, stats, data, prof, precision, device)
+        deployment = deploy(
+            model, precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=data.input_shape
+        )
+        record = measure_on(meter, deployment, data, prof)
     finally:
         meter.close()
     stored = frozen.user_attrs.get("energy_per_inference_j")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from nas.config import HardwareProfile, list_profiles, load_profile
 from nas.energy import meter_class
+from nas.hardware import Runtime
 
 
 def sensor_status(profile: HardwareProfile) -> dict[str, Any]:
@@ -65,10 +67,6 @@ def format_summaries(rows: list[dict[str, Any]]) -> str:
 def format_details(doc: dict[str, Any]) -> str:
     """The text of `nas profiles show`: the profile's YAML file as written, then the runtime the
     measurements use once defaults are filled in (a file may leave `runtime` out: `torch`)."""
-    from pathlib import Path
-
-    from nas.config import Runtime
-
     runtime = Runtime(**doc["runtime"])
     text = Path(doc["file"]).read_text(encoding="utf-8").rstrip("\n")
     return f"{text}\n# resolved runtime: {runtime.describe()}"

@@ -11,12 +11,15 @@ from typing import Any
 import optuna
 
 from nas.carbon import CostReport, resolve_intensity, savings, search_cost
+from nas.config import parse_profile
+from nas.errors import ConfigError
+from nas.hardware import Sourced
 from nas.hypervolume import HypervolumeSummary, summarize
 from nas.objectives import Objective
 from nas.pareto import TrialRecord, pareto_front
 from nas.runs import RunFolder, objectives_of, open_run, study_for_run, trial_records
-from nas.select import Selection, select
-from nas.storage import read_trials
+from nas.selection import Selection, select
+from nas.trial_rows import read_trials
 
 PHASES = ("sample", "build", "measure", "train", "evaluate", "store")  # in the order a trial runs them
 WORK_PHASES = ("measure", "train", "evaluate")  # the work a search schedules; the rest is our overhead
@@ -110,7 +113,7 @@ def build_report(
     Besides the front it holds the search's energy cost and carbon (grid intensity from
     `grid_intensity` g/kWh, else `region`, else the run's hardware profile), each front member's
     saving per inference against the most accurate one, the hypervolume, and the trial `pick`
-    selects (see nas.select for the rule syntax).
+    selects (see nas.selection for the rule syntax).
     """
     run = open_run(run_path)
     study = study_for_run(run, storage)
@@ -142,11 +145,8 @@ def build_report(
     )
 
 
-def _profile_intensity(study: optuna.Study) -> Any:
+def _profile_intensity(study: optuna.Study) -> Sourced | None:
     """The grid intensity (a `Sourced`) of the profile stored with the study, if it parses."""
-    from nas.config import parse_profile
-    from nas.errors import ConfigError
-
     doc = study.user_attrs.get("nas.profile")
     if doc is None:
         return None

@@ -13,6 +13,7 @@ RUN/
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import tempfile
@@ -22,9 +23,10 @@ from typing import Any
 
 import optuna
 
-from nas.errors import RunError, StorageError
+from nas.errors import RunError
 from nas.objectives import OBJECTIVES, Objective
 from nas.pareto import TrialRecord
+from nas.storage import load_study
 
 SETTINGS_ATTR = "nas.settings"
 CSV_FIELDS = (
@@ -98,10 +100,9 @@ def write_json(path: Path, doc: Any) -> None:
 
 
 def write_front(run: RunFolder, front: list[TrialRecord], objectives: tuple[Objective, ...]) -> None:
+    """Write the front to RUN/pareto.json and RUN/pareto.csv (atomically)."""
     rows = [r.row() for r in front]
     write_json(run.pareto_json, {"objectives": [o.name for o in objectives], "front": rows})
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
@@ -110,38 +111,12 @@ def write_front(run: RunFolder, front: list[TrialRecord], objectives: tuple[Obje
     write_atomic(run.pareto_csv, buf.getvalue())
 
 
-def redact_url(url: str) -> str:
-    """A storage URL with any password replaced by ***."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: show only the scheme
-        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
-
-
-def load_study(url: str, study_name: str | None = None) -> optuna.Study:
-    """Open an existing study; errors say what is wrong without printing credentials."""
-    try:
-        storage = optuna.storages.get_storage(url)
-    except Exception as e:
-        raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {_first_line(e)})") from None
-    names = [s.study_name for s in storage.get_all_studies()]
-    if study_name is None:
-        if len(names) != 1:
-            raise RunError(f"storage {redact_url(url)} holds {len(names)} studies; pick one with --study ({', '.join(names)})")
-        study_name = names[0]
-    if study_name not in names:
-        raise RunError(f"storage {redact_url(url)}: no study named {study_name!r} (has: {', '.join(names) or 'none'})")
-    return optuna.load_study(study_name=study_name, storage=storage)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return redact_url(text[0]) if text and "://" in text[0] else (text[0] if text else "")
-
-
 def study_for_run(run: RunFolder, storage: str | None = None) -> optuna.Study:
+    """The study of a run folder: in `storage` if given, else where run.json says, else RUN/study.db.
+
+    Opened through `nas.storage` (same lock timeout as the search). Raises RunError when the run
+    folder has no study.db, StorageError / RunError when the study cannot be opened or found.
+    """
     meta = run.read_run_json()
     url = storage or meta.get("storage_url") or run.sqlite_url
     if url == "sqlite" or (storage is None and not meta.get("storage_url")):

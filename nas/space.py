@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 
 from nas.architecture import Architecture
-from nas.config import Param, SearchSpace
+from nas.searchspace import Param, SearchSpace
 
 
 def _active(param: Param, values: Mapping[str, Any]) -> bool:

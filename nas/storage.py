@@ -1,177 +1,300 @@
-"""Storage paths Optuna's public API makes slow: writing a trial's user attributes in one
-transaction, and reading a whole study's trials for a report.
+"""Opening, creating and finding studies: the one way every command reaches an Optuna storage.
 
-Reading (`read_trials`): Optuna builds a full FrozenTrial per trial through the SQLAlchemy ORM
-(parameters with their distributions, every attribute row as an object); for a 10,000-trial study
-that took 6-11 s, most of `nas report`. A report needs each trial's number, state, values, user
-attributes and constraints, so on an RDB storage `read_trials` selects just those columns from
-Optuna's tables (four queries, no ORM objects); elsewhere it copies them from `study.get_trials`.
+- `open_storage(url)`: an RDBStorage with this project's settings. SQLite runs in WAL mode (readers
+  never block the writer) with synchronous=NORMAL and waits up to 60 s for a lock instead of failing
+  with "database is locked"; PostgreSQL gives up connecting after 10 s. With `heartbeat`, trials of
+  dead workers are failed and retried (heartbeats exist only for RDB storages).
+- `create_or_load_study`: create a study, or load it when it exists; safe when several processes start
+  at once on a new database (see `creation_lock`).
+- `find_study` / `load_study`: an existing study by name (the only one when no name is given).
+- `redact_url`: a URL fit to print or store, with the password (also a `?password=` query
+  parameter) replaced by ***.
 
-Writing (`set_user_attrs`): Optuna writes each `trial.set_user_attr` as its own transaction (a SELECT of the trial, an upsert
-and a commit). A trial of ours stores about twenty attributes, so on SQLite that was 20-75 ms per
-trial on the 2-core benchmark machine: the largest cost of a replayed trial, and a visible share
-of a short training trial (docs/benchmarks.md, "Scale" and "Overhead"). Optuna 5.0 has no public
-batch call, so on an RDB storage (SQLite, PostgreSQL) `set_user_attrs` checks the trial once and
-upserts every attribute in one multi-row statement and one commit, through Optuna's own table
-models; on any other storage, or if those internals change, it falls back to one
-`trial.set_user_attr` per key. The stored rows are the same either way.
+Errors are StorageError / RunError with one line that never shows a password.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import fcntl
+import os
 import sqlite3
-from collections.abc import Container, Mapping
-from dataclasses import dataclass, field
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import optuna
-from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from nas.errors import RunError, StorageError
+
+# Heartbeats are written by a thread during every trial. A worker is declared dead after
+# GRACE_PERIOD_S without one: long enough that a busy machine or a slow database never fails a
+# live trial, short enough that a dead machine's trial is retried within a minute.
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 60
+# A trial whose worker died is run again at most this often (a candidate that kills its worker
+# every time, e.g. by exhausting host memory, must not stall the search).
+MAX_RETRY = 2
+SQLITE_TIMEOUT_S = 60  # how long a SQLite connection waits for a lock
+POSTGRES_CONNECT_TIMEOUT_S = 10
+# query parameters that carry a password (libpq's `password`, `sslpassword`; drivers' spellings)
+_SECRET_PARAMS = frozenset({"password", "passwd", "pwd", "sslpassword"})
 
 
-def _rdb(storage: Any) -> Any:
-    """The RDBStorage behind `storage` (Optuna wraps it in a cache), or None."""
-    backend = getattr(storage, "_backend", storage)
-    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
-
-
-def _upsert(dialect: str) -> Any:
-    """The dialect's INSERT that supports ON CONFLICT DO UPDATE, or None."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert
-    if dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0):
-        from sqlalchemy.dialects.sqlite import insert
-
-        return insert
-    return None
-
-
-def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
-    """Set every item of `attrs` as a user attribute of the running `trial`, in one write."""
-    if not attrs:
-        return
-    rdb = _rdb(getattr(trial, "storage", None))
-    insert = _upsert(rdb.engine.name) if rdb is not None else None
+# ------------------------------------------------------------------------------------ URLs
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by *** (in the user info and in query parameters)."""
     try:
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-    except ImportError:  # Optuna moved its internals: fall back to the public call
-        insert = None
-    trial_id = getattr(trial, "_trial_id", None)
-    if insert is None or trial_id is None:
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
-        return
-    table = models.TrialUserAttributeModel
-    rows = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(value)} for key, value in attrs.items()]
-    with _create_scoped_session(rdb.scoped_session) as session:
-        try:
-            # the same check set_user_attr makes: a finished trial's attributes are frozen
-            rdb.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
-            stmt = insert(table).values(rows)
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=[table.trial_id, table.key], set_={"value_json": stmt.excluded.value_json}
-            ))
-        except BaseException:  # Ctrl-C too: never leave the thread's session inside a transaction
-            session.rollback()
-            raise
-    cached = getattr(trial, "_cached_frozen_trial", None)  # what trial.user_attrs returns
-    if cached is not None:
-        cached.user_attrs.update(attrs)
+        parsed = make_url(url)
+        secret = {k: "***" for k in parsed.query if k.lower() in _SECRET_PARAMS}
+        if secret:
+            parsed = parsed.update_query_dict(secret)
+        return parsed.render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show only the scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 
 
-@dataclass(frozen=True)
-class StoredTrial:
-    """What a report reads of one trial (the FrozenTrial fields of the same names)."""
+def _passwords(url: str) -> set[str]:
+    """Every password spelled in `url` (user info and query parameters), raw and URL-decoded."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+    found = {userinfo.split(":", 1)[1]} if ":" in userinfo else set()
+    query = url.split("?", 1)[1] if "?" in url else ""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key.lower() in _SECRET_PARAMS:
+            found.add(value)
+    return {s for p in found for s in (p, unquote(p))} - {""}
 
-    number: int
-    state: TrialState
-    values: list[float] | None
-    user_attrs: dict[str, Any] = field(default_factory=dict)
-    constraints: dict[str, float] = field(default_factory=dict)
+
+def _without_password(text: str, url: str) -> str:
+    """`text` with the URL's passwords cut out, wherever a driver chose to repeat them."""
+    for secret in sorted(_passwords(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
-def count_trials(study: optuna.Study, state: TrialState) -> int:
-    """How many of the study's trials are in `state`, counted by the database where there is one.
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
+    if not url.startswith("sqlite"):
+        return None
+    try:
+        path = make_url(url).database
+    except Exception:
+        return None
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path)
 
-    Optuna's `get_n_trials` (and `MaxTrialsCallback`, which a search ran after every trial to stop
-    at its target) lists every trial of the study to count them: about 5 ms per call at 10,000
-    trials on SQLite (docs/benchmarks.md, "Scale"). One COUNT query gives the same number, read from
-    the database, so trials finished by other workers count too.
+
+# ------------------------------------------------------------------------------------ creation lock
+_held: dict[tuple[int, str], int] = {}  # (process id, lock file) -> depth; a forked child holds none
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def creation_lock(url: str) -> Iterator[None]:
+    """Serialise creating a study database between processes (an exclusive `fcntl.flock`).
+
+    Optuna creates a new database's tables and stamps its schema version (alembic) when a storage
+    is first opened, and several processes doing so at once on one new SQLite file fail with "table
+    alembic_version already exists" or a UNIQUE constraint error. The lock file sits next to the
+    database (`DB.lock`); the lock is re-entrant within a process, and a no-op for server databases
+    (where `open_storage` retries instead).
     """
-    rdb = _rdb(study._storage)
-    if rdb is not None:
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    key = (os.getpid(), str(path.resolve()))
+    with _held_guard:
+        depth = _held.get(key, 0)
+        _held[key] = depth + 1
+    try:
+        if depth:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            import sqlalchemy as sa
-            from optuna.storages._rdb import models
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may share the descriptor
+        finally:
+            os.close(fd)
+    finally:
+        with _held_guard:
+            _held[key] -= 1
+            if not _held[key]:
+                del _held[key]
 
-            trials_t = models.TrialModel.__table__
-            query = sa.select(sa.func.count()).select_from(trials_t).where(
-                trials_t.c.study_id == study._study_id, trials_t.c.state == state
+
+# ------------------------------------------------------------------------------------ heartbeats
+def retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Optuna's callback that re-enqueues a trial whose worker died, at most MAX_RETRY times."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+
+def heartbeat_kwargs() -> dict[str, Any]:
+    """RDBStorage arguments that turn on heartbeats and the retry of trials whose worker died."""
+    return {
+        "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+        "grace_period": GRACE_PERIOD_S,
+        "heartbeat_stale_trial_callback": retry_callback(),
+    }
+
+
+# ------------------------------------------------------------------------------------ opening
+class _WalConnection(sqlite3.Connection):
+    """A SQLite connection with synchronous=NORMAL: in WAL mode it syncs at checkpoints instead of
+    at every commit. Optuna commits every suggest and attribute, so a full sync per commit was a
+    large share of a trial's storage time (docs/benchmarks.md). The database stays consistent and
+    survives a crash of any process; only a power loss or OS crash may undo the last commits
+    (SQLite documentation, PRAGMA synchronous), which costs at most the trials in flight."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.execute("PRAGMA journal_mode").fetchone()[0] == "wal":  # NORMAL is only this safe with WAL
+            self.execute("PRAGMA synchronous=NORMAL")
+
+
+def _sqlite_wal(url: str) -> None:
+    """Switch a SQLite database file to WAL journaling (stored in the file, so once is enough)."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for `url`: lock timeout and WAL connections (SQLite), connect timeout (PostgreSQL)."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "factory": _WalConnection}}
+    if url.startswith("postgresql"):
+        return {"connect_args": {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S}}
+    return {}
+
+
+def _racing(e: BaseException) -> bool:
+    """Whether `e` is what a process sees when another one creates the same schema at that moment."""
+    text = str(e)
+    return "already exists" in text or "UNIQUE constraint" in text or "duplicate key" in text
+
+
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """An RDB storage for `url` (creating its tables if the database is new).
+
+    Heartbeats cost a thread and a write per trial (about 20 ms on SQLite on a 2-core machine), so a
+    lone search on its run folder's SQLite goes without (`heartbeat=False`): when it is rerun after a
+    crash, it fails and retries its lost trial at once from the process id
+    (nas.search.study.recover_lost_trials). Raises StorageError (one line, no password).
+    """
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if netloc.count("@") > 1:  # drivers would read part of the password as the host, and print it
+        raise StorageError(
+            f"storage {url.split('://', 1)[0]}://***: the user name or password contains '@'; write it as %40"
+        )
+    for attempt in range(3):
+        try:
+            with creation_lock(url), warnings.catch_warnings():
+                _sqlite_wal(url)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs(url), **(heartbeat_kwargs() if heartbeat else {})
+                )
+        except Exception as e:
+            if attempt < 2 and _racing(e):  # a server database being created by another process
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            msg = _without_password(redact_url(msg) if "://" in msg else msg, url)
+            hint = " (no database driver for this URL; PostgreSQL: postgresql+psycopg://)" if isinstance(e, ImportError) else ""
+            raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {msg}){hint}") from None
+    raise AssertionError("unreachable")
+
+
+def storage_url(study: optuna.Study) -> str:
+    """The database URL behind `study` ('' for storages that have none)."""
+    return storage_url_of(study._storage)
+
+
+# ------------------------------------------------------------------------------------ studies
+def create_or_load_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    directions: Sequence[str],
+    sampler: optuna.samplers.BaseSampler | None = None,
+    init: Callable[[optuna.Study], None] | None = None,
+) -> optuna.Study:
+    """The study `name` in `storage`, created with `directions` if it does not exist yet.
+
+    `init(study)` runs right after, under the creation lock of a SQLite storage, so a process that
+    joins a study another one is creating sees it complete (e.g. its settings attributes).
+    Raises RunError when the stored study has other directions.
+    """
+    url = storage_url_of(storage)
+    for attempt in range(3):
+        try:
+            with creation_lock(url):
+                study = optuna.create_study(
+                    storage=storage, study_name=name, directions=list(directions), sampler=sampler, load_if_exists=True
+                )
+                if init is not None:
+                    init(study)
+                return study
+        except optuna.exceptions.DuplicatedStudyError:  # created by another process meanwhile
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+        except ValueError as e:  # directions differ from the stored study's
+            raise RunError(f"study {name!r}: {e}") from None
+    raise AssertionError("unreachable")
+
+
+def storage_url_of(storage: optuna.storages.BaseStorage) -> str:
+    """The database URL of an RDB storage ('' for others)."""
+    return str(getattr(getattr(storage, "_backend", storage), "url", ""))
+
+
+def find_study(storage: optuna.storages.BaseStorage, url: str, study_name: str | None) -> optuna.Study:
+    """The study named `study_name` in `storage` (the only one when no name is given).
+
+    Raises StorageError when the studies cannot be listed, RunError when the name is unknown or
+    missing among several studies.
+    """
+    try:
+        names = [s.study_name for s in storage.get_all_studies()]
+    except Exception as e:  # a reachable server can still refuse queries (permissions)
+        raise StorageError(f"storage {redact_url(url)}: cannot list studies ({e.__class__.__name__})") from None
+    if study_name is None:
+        if len(names) != 1:
+            raise RunError(
+                f"storage {redact_url(url)} holds {len(names)} studies; pick one with --study "
+                f"({', '.join(names) or 'none'})"
             )
-            with rdb.engine.connect() as conn:
-                return int(conn.execute(query).scalar_one())
-        except (ImportError, AttributeError):  # Optuna moved its internals: use the public call
-            pass
-    return study._storage.get_n_trials(study._study_id, state)
+        study_name = names[0]
+    if study_name not in names:
+        raise RunError(f"storage {redact_url(url)}: no study named {study_name!r} (has: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=study_name, storage=storage)
 
 
-def read_trials(study: optuna.Study, states: Container[TrialState] | None = None) -> list[StoredTrial]:
-    """The study's trials (those in `states`, if given), ordered by number."""
-    rdb = _rdb(study._storage)
-    if rdb is not None:
-        try:
-            trials = _read_rdb(rdb, study._study_id)
-        except (ImportError, AttributeError):  # Optuna moved its internals: use the public call
-            trials = None
-        if trials is not None:
-            return [t for t in trials if states is None or t.state in states]
-    return [StoredTrial(t.number, t.state, t.values, t.user_attrs, t.constraints)
-            for t in study.get_trials(deepcopy=False, states=states)]
+def load_study(url: str, study_name: str | None = None, heartbeat: bool = False) -> optuna.Study:
+    """Open `url` and return its study `study_name` (see `open_storage`, `find_study`)."""
+    return find_study(open_storage(url, heartbeat=heartbeat), url, study_name)
 
 
-def _read_rdb(rdb: Any, study_id: int) -> list[StoredTrial]:
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models
-    from optuna.study._constrained_optimization import _get_constraints_from_system_attrs
-
-    trials_t = models.TrialModel.__table__
-    values_t = models.TrialValueModel.__table__
-    user_t = models.TrialUserAttributeModel.__table__
-    system_t = models.TrialSystemAttributeModel.__table__
-    in_study = trials_t.c.study_id == study_id
-
-    def of_study(table: Any, *columns: Any) -> Any:
-        return sa.select(table.c.trial_id, *columns).join(trials_t, trials_t.c.trial_id == table.c.trial_id).where(in_study)
-
-    with rdb.engine.connect() as conn:  # one read transaction: a consistent snapshot
-        rows = conn.execute(sa.select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state).where(in_study)).all()
-        values: dict[int, dict[int, float]] = {}
-        for tid, objective, value, kind in conn.execute(of_study(values_t, values_t.c.objective, values_t.c.value,
-                                                                   values_t.c.value_type)):
-            values.setdefault(tid, {})[objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
-        user_rows = conn.execute(of_study(user_t, user_t.c.key, user_t.c.value_json)).all()
-        # one parse of a JSON array of every value: a json.loads call per value cost more than the parsing
-        parsed = json.loads("[" + ",".join(r[2] for r in user_rows) + "]")
-        user: dict[int, dict[str, Any]] = {}
-        for (tid, key, _), value in zip(user_rows, parsed, strict=True):
-            user.setdefault(tid, {})[key] = value
-        system: dict[int, dict[str, Any]] = {}
-        constraint_rows = of_study(system_t, system_t.c.key, system_t.c.value_json).where(
-            system_t.c.key.like("constraints%"))
-        for tid, key, value_json in conn.execute(constraint_rows):
-            system.setdefault(tid, {})[key] = json.loads(value_json)
-    out = []
-    for tid, number, state in rows:
-        v = values.get(tid)
-        out.append(StoredTrial(
-            number=number, state=TrialState[state] if isinstance(state, str) else state,
-            values=[v[i] for i in sorted(v)] if v else None, user_attrs=user.get(tid, {}),
-            constraints=_get_constraints_from_system_attrs(system.get(tid, {})),
-        ))
-    return sorted(out, key=lambda t: t.number)
-
-
-__all__ = ["StoredTrial", "read_trials", "set_user_attrs"]
+__all__ = [
+    "GRACE_PERIOD_S", "HEARTBEAT_INTERVAL_S", "MAX_RETRY", "create_or_load_study", "creation_lock",
+    "engine_kwargs", "find_study", "heartbeat_kwargs", "load_study", "open_storage", "redact_url",
+    "retry_callback", "sqlite_path", "storage_url", "storage_url_of",
+]

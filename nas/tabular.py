@@ -1,6 +1,6 @@
 """Tabular mode: evaluate every architecture of a small discrete space once, then replay.
 
-`nas bench build` enumerates the space's decision tree (every architecture exactly once, conditional
+`nas bench build` (nas.search.bench) enumerates the space's decision tree (every architecture exactly once, conditional
 parameters included), trains and measures each candidate with the normal trial code, and stores
 the results in a JSON table. A search with `--table FILE` then looks evaluations up instead of
 training, so sampler comparisons cost milliseconds per trial and are exactly repeatable.
@@ -9,20 +9,15 @@ training, so sampler comparisons cost milliseconds per trial and are exactly rep
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import optuna
-
 from nas.architecture import Architecture
-from nas.config import SearchSpace
-from nas.errors import ConfigError, RunError, TrialFault
-from nas.runs import write_json
+from nas.errors import ConfigError, RunError
+from nas.searchspace import SearchSpace
 from nas.space import sample
-from nas.storage import set_user_attrs
 
 TABLE_VERSION = 1
 
@@ -75,11 +70,14 @@ def enumerate_space(space: SearchSpace, limit: int = 100_000) -> Iterator[tuple[
 
 
 def key_of(params: dict[str, Any]) -> str:
+    """The table key of one architecture: its Optuna parameters as sorted JSON."""
     return json.dumps(params, sort_keys=True)
 
 
 @dataclass(frozen=True)
 class Table:
+    """A built table: the space and profile documents, the build settings, one row per architecture."""
+
     space_doc: dict[str, Any]  # the space YAML document the table enumerates
     profile_doc: dict[str, Any]
     settings: dict[str, Any]
@@ -87,53 +85,15 @@ class Table:
     build_s: float
 
     def lookup(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The row of the architecture with Optuna parameters `params` (RunError if absent)."""
         try:
             return self.rows[key_of(params)]
         except KeyError:
             raise RunError(f"architecture {params} is not in the table (was it built from this space?)") from None
 
 
-def build_table(settings: Any, out: str | Path) -> Table:
-    """Evaluate every architecture of `settings.space` once with the normal trial code."""
-    from nas.search import TrialObjective, prepare, quiet_optuna
-
-    quiet_optuna()
-    if settings.table:
-        raise ConfigError("--table: a table is built from a space, not from another table")
-    from nas.train import set_threads
-
-    ctx = prepare(settings)
-    set_threads(ctx.settings.threads)  # as a search trains its candidates (the table records it)
-    study = optuna.create_study(directions=[o.direction for o in ctx.objectives])
-    objective = TrialObjective(ctx)
-    rows: dict[str, dict[str, Any]] = {}
-    t0 = time.perf_counter()
-    failed = 0
-    for params, _arch in enumerate_space(ctx.space):
-        study.enqueue_trial(params)
-        trial = study.ask()
-        try:
-            values = objective(trial)
-        except TrialFault:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            failed += 1
-            continue
-        frozen = study.tell(trial, values)  # (study.trials[-1] deep-copied every trial so far: quadratic)
-        rows[key_of(frozen.params)] = {
-            "values": dict(zip([o.name for o in ctx.objectives], values, strict=True)),
-            "user_attrs": frozen.user_attrs,
-        }
-    if failed:
-        raise RunError(f"{failed} architectures failed to evaluate; a table must be complete")
-    table = Table(ctx.space_doc, ctx.profile_doc, ctx.resolved(), rows, time.perf_counter() - t0)
-    doc = {"version": TABLE_VERSION, "space": table.space_doc, "profile": table.profile_doc,
-           "settings": table.settings, "build_s": table.build_s, "rows": rows}
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(out), doc)
-    return table
-
-
 def load_table(path: str | Path) -> Table:
+    """Read a table written by `nas bench build`; ConfigError naming the file if it is not one."""
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -145,19 +105,4 @@ def load_table(path: str | Path) -> Table:
     return Table(doc["space"], doc["profile"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
 
 
-class TableObjective:
-    """Replays evaluations from a table: same parameters, same user attrs, no training."""
-
-    def __init__(self, ctx: Any, table: Table) -> None:
-        self.ctx, self.table = ctx, table
-        self.names = [o.name for o in ctx.objectives]
-        missing = [n for n in self.names if n not in next(iter(table.rows.values()))["values"]]
-        if missing:
-            raise ConfigError(f"table lacks objective(s) {', '.join(missing)}; rebuild it with them")
-
-    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
-        sample(trial, self.ctx.space)
-        row = self.table.lookup(trial.params)
-        attrs = {k: v for k, v in row["user_attrs"].items() if k not in ("phases_s", "host")}
-        set_user_attrs(trial, {**attrs, "replayed": True})
-        return tuple(row["values"][n] for n in self.names)
+__all__ = ["TABLE_VERSION", "Table", "enumerate_space", "key_of", "load_table"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from nas.data import Dataset
+from nas.energy.base import BYTES_PER_ELEM, WindowWork
 from nas.errors import TrialFault
+from nas.models import ModelStats
 
 
 @dataclass(frozen=True)
@@ -93,15 +95,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(1, len(y))
 
 
-def training_work(stats, result: TrainResult, batch_size: int, precision: str = "fp32"):
+def training_work(stats: ModelStats, result: TrainResult, batch_size: int, precision: str = "fp32") -> WindowWork:
     """The work a training run did, for meters that estimate energy from work (WindowWork).
 
     Forward plus backward is about 3x the forward MACs per sample. Per optimiser step the weights
     are read, their gradients written and Adam's two moments read and written (about 6 passes over
     the parameters); activations are written and read in the forward pass and again in backward.
     """
-    from nas.energy.base import BYTES_PER_ELEM, WindowWork
-
     bpe = BYTES_PER_ELEM[precision]
     steps = math.ceil(result.samples_seen / batch_size) if result.samples_seen else 0
     weight_bytes = 6 * stats.params * bpe * steps
@@ -113,8 +113,6 @@ def training_work(stats, result: TrainResult, batch_size: int, precision: str = 
     )
 
 
-def add_work(a, b):
+def add_work(a: WindowWork, b: WindowWork) -> WindowWork:
     """The work of two windows together (same precision)."""
-    from dataclasses import replace
-
     return replace(a, macs=a.macs + b.macs, bytes_moved=a.bytes_moved + b.bytes_moved)

@@ -13,13 +13,18 @@ from typing import Any
 
 import optuna
 
-from nas.config import Param
+from nas.deploy import deployable
 from nas.errors import RunError
 from nas.runs import open_run, study_for_run
+from nas.search.context import context_from_study
+from nas.search.objective import TrialObjective, quiet_optuna
+from nas.searchspace import Param
 
 
 @dataclass(frozen=True)
 class Variant:
+    """One deployment of an architecture: a label, a precision and a prune ratio in [0, 1)."""
+
     label: str
     precision: str
     prune_ratio: float
@@ -27,6 +32,8 @@ class Variant:
 
 @dataclass(frozen=True)
 class VariantResult:
+    """A variant trained and measured: accuracies in [0, 1], energy per inference in J, latency in s."""
+
     variant: Variant
     val_accuracy: float
     test_accuracy: float | None
@@ -43,6 +50,7 @@ class VariantResult:
 
 
 def default_variants(precisions: tuple[str, ...], prune_ratio: float) -> list[Variant]:
+    """fp32, each lower precision in `precisions`, and fp32 (and int8) pruned by `prune_ratio`."""
     out = [Variant("fp32", "fp32", 0.0)]
     out += [Variant(p, p, 0.0) for p in ("bf16", "fp16", "int8") if p in precisions]
     out.append(Variant(f"fp32, pruned {prune_ratio:.0%}", "fp32", prune_ratio))
@@ -56,8 +64,6 @@ def compare_variants(
 ) -> tuple[dict[str, Any], list[VariantResult]]:
     """Train and measure the trial's architecture as fp32, each lower precision the profile runs,
     and pruned by `prune_ratio` (fp32 and int8). Returns (the trial's architecture, results)."""
-    from nas.search import TrialObjective, context_from_study, quiet_optuna
-
     quiet_optuna()
     run = open_run(run_path)
     study = study_for_run(run, storage)
@@ -67,7 +73,7 @@ def compare_variants(
         raise RunError(f"{run.path}: no complete trial #{trial_number} (complete: {_ranges(valid)})")
     source = trials[trial_number]
     ctx = context_from_study(study, energy_budget_j=None, latency_budget_s=None, early_stop=False)
-    precisions = tuple(p for p in ctx.profile.precisions if p != "int8" or ctx.meter.torch_device == "cpu")
+    precisions = tuple(p for p in ctx.profile.precisions if deployable(p, ctx.profile, ctx.meter.torch_device) is None)
     variants = default_variants(precisions, prune_ratio)
     levers = (
         Param("precision", "choice", choices=tuple(dict.fromkeys(v.precision for v in variants))),

@@ -17,14 +17,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from nas.artifacts import WEIGHTS_ATTR, load_trial_model, rebuild_model
+from nas.artifacts import WEIGHTS_ATTR, load_trial_model
 from nas.cli import main
 from nas.compress import to_precision
 from nas.data import load_dataset
+from nas.deploy import CALIBRATION_SAMPLES, rebuild
 from nas.errors import ExportError, RunError
 from nas.export import export_run, load_architecture, load_exported_model
 from nas.report import build_report
-from nas.search import CALIBRATION_SAMPLES, SearchSettings, run_search
+from nas.search import SearchSettings, run_search
 from nas.train import accuracy
 
 
@@ -115,7 +116,7 @@ def test_weights_load_with_weights_only_into_the_rebuilt_architecture(run, expor
     spec_yaml = load_architecture(exported.out_dir / "architecture.yaml")
     spec_json = load_architecture(exported.out_dir / "architecture.json")
     assert spec_yaml == spec_json
-    model = rebuild_model(spec_yaml.architecture, spec_yaml.input_shape, spec_yaml.num_classes)
+    model = rebuild(spec_yaml.architecture, spec_yaml.input_shape, spec_yaml.num_classes)
     state = torch.load(exported.out_dir / "weights.pt", weights_only=True)
     model.load_state_dict(state, strict=True)
     model.eval()

@@ -55,13 +55,13 @@ def test_progress_bar_front_size_counts_ties():
 
     import optuna
 
-    from nas.search import _Progress
+    from nas.search.loop import Progress
 
     objectives = parse_objectives(("accuracy", "energy"))
     ctx = SimpleNamespace(objectives=objectives, settings=SimpleNamespace(trials=10))
     rng = random.Random(3)
     for _ in range(100):
-        progress = _Progress(ctx, optuna.create_study(directions=["maximize", "minimize"]), enabled=False)
+        progress = Progress(ctx, optuna.create_study(directions=["maximize", "minimize"]), enabled=False)
         records = [record(i, rng.choice([0.1, 0.5, 0.9]), rng.choice([1.0, 2.0, 3.0]), 1.0, rng.random() > 0.2)
                    for i in range(rng.randint(0, 20))]
         for r in records:

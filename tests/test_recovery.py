@@ -16,7 +16,8 @@ from run_helpers import CNN, nondominated, run_nas, sqlite_url, start_nas, trial
 from torch import nn
 
 from nas.models.registry import ACTIVATIONS
-from nas.search import SearchSettings, open_storage, run_search
+from nas.search import SearchSettings, run_search
+from nas.storage import open_storage
 
 # trials long enough (about 1-5 s here) that a trial seen running is still training when the signal
 # lands; with 1 epoch an idle machine finishes a digits CNN in 0.1-0.2 s, faster than the polling
@@ -142,12 +143,14 @@ def test_failing_candidates_fail_alone_with_their_reason(tmp_path, faulty_space)
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test itself asks for the dead trial
 def test_a_dead_workers_trial_is_failed_by_its_missing_heartbeat_and_retried(tmp_path, monkeypatch):
     """A worker on another machine dies mid-trial: the next worker fails that trial and reruns it."""
+    from nas import storage as storage_module
     from nas import workers
     from nas.config import load_space
+    from nas.search.study import failure_reasons
     from nas.space import sample
 
-    monkeypatch.setattr(workers, "HEARTBEAT_INTERVAL_S", 1)
-    monkeypatch.setattr(workers, "GRACE_PERIOD_S", 2)
+    monkeypatch.setattr(storage_module, "HEARTBEAT_INTERVAL_S", 1)
+    monkeypatch.setattr(storage_module, "GRACE_PERIOD_S", 2)
     first = run_search(SearchSettings(trials=1, epochs=1, out=str(tmp_path / "hb")))
     url = sqlite_url(first.run.path)
     storage = open_storage(url)
@@ -164,6 +167,6 @@ def test_a_dead_workers_trial_is_failed_by_its_missing_heartbeat_and_retried(tmp
     assert result.complete == 3
     lost = study.get_trials()[dead.number]
     assert lost.state.name == "FAIL"
-    assert workers.failure_reasons(study.get_trials()) == {"worker_lost": 1}
+    assert failure_reasons(study.get_trials()) == {"worker_lost": 1}
     retry = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == dead.number]
     assert len(retry) == 1 and retry[0].state.name == "COMPLETE" and retry[0].params == lost.params

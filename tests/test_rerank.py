@@ -17,7 +17,7 @@ from nas.errors import MeterUnavailable
 from nas.models import model_stats
 from nas.pareto import pareto_front
 from nas.report import build_report
-from nas.rerank import rerank
+from nas.reranking import rerank
 from nas.search import SearchSettings, run_search
 
 

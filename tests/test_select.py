@@ -6,7 +6,7 @@ import pytest
 
 from nas.errors import ConfigError, RunError
 from nas.pareto import TrialRecord
-from nas.select import accuracy_energy_front, knee, parse_rule, select
+from nas.selection import accuracy_energy_front, knee, parse_rule, select
 
 
 def rec(n: int, acc: float, energy: float, latency: float | None = 1e-3, feasible: bool = True) -> TrialRecord:

@@ -1,4 +1,4 @@
-"""nas.storage.set_user_attrs: one write, the same stored attributes as Optuna's per-key call."""
+"""nas.trial_rows.set_user_attrs: one write, the same stored attributes as Optuna's per-key call."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import optuna
 import pytest
 
-from nas.search import open_storage
-from nas.storage import set_user_attrs
+from nas.storage import open_storage
+from nas.trial_rows import set_user_attrs
 
 ATTRS = {
     "arch": "mlp[64, 32] relu",
@@ -109,7 +109,8 @@ layers:
 def test_replayed_trials_store_the_table_rows(tmp_path):
     """A replayed trial holds its table row's attributes (written in one batch), marked replayed."""
     from nas.search import SearchSettings, run_search
-    from nas.tabular import build_table, key_of
+    from nas.search.bench import build_table
+    from nas.tabular import key_of
 
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
@@ -150,7 +151,7 @@ def mixed_study(request, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Heartbeat")
 def test_read_trials_matches_get_trials(mixed_study):
-    from nas.storage import read_trials
+    from nas.trial_rows import read_trials
 
     def fields(trials):
         return [(t.number, t.state, t.values, t.user_attrs, t.constraints) for t in trials]
@@ -166,7 +167,7 @@ def test_read_trials_matches_get_trials(mixed_study):
 
 @pytest.mark.filterwarnings("ignore:Heartbeat")
 def test_read_trials_reads_only_its_study(tmp_path):
-    from nas.storage import read_trials
+    from nas.trial_rows import read_trials
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     a = optuna.create_study(storage=open_storage(url), study_name="a")
@@ -181,7 +182,7 @@ def test_read_trials_reads_only_its_study(tmp_path):
 def test_count_trials_counts_each_state_as_optuna_lists_them(study):
     from optuna.trial import TrialState
 
-    from nas.storage import count_trials
+    from nas.trial_rows import count_trials
 
     for i in range(7):
         t = study.ask()
@@ -195,3 +196,50 @@ def test_count_trials_counts_each_state_as_optuna_lists_them(study):
         expected = len(study.get_trials(deepcopy=False, states=(state,)))
         assert count_trials(other, state) == expected
     assert [count_trials(study, s) for s in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING)] == [2, 3, 2]
+
+
+# ------------------------------------------------------------------------------ creating a study at once
+@pytest.mark.slow
+def test_three_searches_started_at_once_on_a_new_run_folder_all_join_its_study(tmp_path):
+    """Without the creation lock, 1-2 of 3 processes died on "table alembic_version already exists"
+    or a UNIQUE constraint error while creating the new SQLite database."""
+    from run_helpers import MLP, sqlite_url, start_nas
+
+    run = tmp_path / "new-run"
+    procs = [start_nas("search", "--out", str(run), "--trials", "3", *MLP) for _ in range(3)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+    storage = optuna.storages.RDBStorage(sqlite_url(run))
+    assert [s.study_name for s in storage.get_all_studies()] == ["new-run"]
+    study = optuna.load_study(study_name="new-run", storage=storage)
+    complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(complete) >= 3
+    assert json.loads((run / "run.json").read_text())["study_name"] == "new-run"
+
+
+def test_creation_lock_is_reentrant_and_exclusive_between_processes(tmp_path):
+    import multiprocessing
+
+    from nas.storage import creation_lock
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    with creation_lock(url), creation_lock(url):  # the same process may take it again
+        ctx = multiprocessing.get_context("fork")
+        started = ctx.Event()
+        child = ctx.Process(target=_take_lock_and_exit, args=(url, started))
+        child.start()
+        assert started.wait(60)
+        child.join(1.0)
+        assert child.is_alive()  # blocked: this process holds the lock
+    child.join(30)
+    assert child.exitcode == 0
+    assert (tmp_path / "x.db.lock").exists()
+
+
+def _take_lock_and_exit(url: str, started) -> None:
+    from nas.storage import creation_lock
+
+    started.set()
+    with creation_lock(url):
+        pass

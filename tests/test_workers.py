@@ -18,14 +18,13 @@ from run_helpers import CNN, MLP, nondominated, run_nas, sqlite_url, trials
 from nas.cli import main
 from nas.energy import Meter
 from nas.errors import ConfigError, MeterUnavailable
-from nas.search import SearchSettings, open_storage, prepare, run_search
+from nas.search import SearchSettings, prepare, run_search
+from nas.search.study import failure_reasons, sampler_seed
+from nas.storage import HEARTBEAT_INTERVAL_S, open_storage
 from nas.workers import (
-    HEARTBEAT_INTERVAL_S,
     STORAGE_ENV,
     WorkerSettings,
     check_worker_devices,
-    failure_reasons,
-    sampler_seed,
     worker_command,
     worker_context,
 )
@@ -113,7 +112,7 @@ def test_worker_needs_a_storage_and_names_missing_studies(tmp_path):
 
 HAMMER = """
 import sys, optuna
-from nas.search import open_storage
+from nas.storage import open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 study = optuna.load_study(study_name="hammer", storage=open_storage(sys.argv[1]),
                           sampler=optuna.samplers.RandomSampler(int(sys.argv[2])))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import importlib
 
-from nas.config import HardwareProfile
 from nas.energy.base import EnergyRecord, Meter, Probe, Reading, WindowWork, Workload
 from nas.errors import MeterUnavailable
+from nas.hardware import HardwareProfile
+from nas.registry import lookup
 
 __all__ = [
     "EnergyRecord",
@@ -33,8 +34,6 @@ def meter_names() -> tuple[str, ...]:
 
 def meter_class(name: str) -> type[Meter]:
     """The backend class for `name`; importing it never touches hardware."""
-    from nas.models.registry import lookup
-
     module, attr = lookup(_BACKENDS, "meter", name).split(":")
     return getattr(importlib.import_module(module), attr)
 

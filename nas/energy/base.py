@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from nas.config import HardwareProfile
+    from nas.hardware import HardwareProfile
     from nas.models import ModelStats
 
 BYTES_PER_ELEM = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}

@@ -14,8 +14,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from nas.config import HardwareProfile
 from nas.energy.base import BYTES_PER_ELEM, EnergyRecord, Meter, Reading, WindowWork, Workload
+from nas.errors import ConfigError
+from nas.hardware import HardwareProfile
 from nas.models import ModelStats
 
 METHOD = "estimated:analytical"
@@ -53,8 +54,6 @@ def inference_terms(stats: ModelStats, profile: HardwareProfile, precision: str,
 
 
 def _coef(table: Any, precision: str, profile: HardwareProfile) -> float:
-    from nas.errors import ConfigError
-
     if precision not in table:
         raise ConfigError(
             f"{profile.source}: profile has no coefficient for precision {precision!r} "

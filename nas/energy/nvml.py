@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
-from nas.config import HardwareProfile
 from nas.energy.base import Probe
 from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep
 from nas.errors import MeterUnavailable
+from nas.hardware import HardwareProfile
 
 POWER_SAMPLE_S = 0.01  # background power sampling interval (NVML refreshes power every 20-100 ms)
 

@@ -36,9 +36,9 @@ from typing import Any
 
 import torch
 
-from nas.config import HardwareProfile, Protocol
 from nas.energy.base import EnergyRecord, Meter, Reading, WindowWork, Workload
 from nas.energy.lock import DeviceLock
+from nas.hardware import HardwareProfile, Protocol
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.config import HardwareProfile
 from nas.energy.base import Probe
 from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep
 from nas.errors import MeterUnavailable
+from nas.hardware import HardwareProfile
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
 CPUINFO = Path("/proc/cpuinfo")

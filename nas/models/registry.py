@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nas.config import PRECISIONS  # noqa: F401  (re-exported: the formats models can run in)
-from nas.errors import ConfigError
+from nas.hardware import PRECISIONS  # noqa: F401  (re-exported: the formats models can run in)
+from nas.registry import lookup  # noqa: F401  (re-exported: the families' modules use it)
 
 BLOCKS: dict[str, Callable[..., Any]] = {}
 FAMILIES: dict[str, FamilySchema] = {}
@@ -62,15 +62,6 @@ def register_family(
         return fn
 
     return deco
-
-
-def lookup(registry: dict[str, Any], kind: str, name: str) -> Any:
-    """Return registry[name] or fail with the list of valid names."""
-    try:
-        return registry[name]
-    except KeyError:
-        valid = ", ".join(sorted(registry)) or "none"
-        raise ConfigError(f"unknown {kind} {name!r} (valid: {valid})") from None
 
 
 def valid_choices(param: str) -> tuple[str, ...] | None:

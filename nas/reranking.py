@@ -20,11 +20,15 @@ from typing import Any
 
 import torch
 
-from nas.artifacts import complete_trial, has_weights, load_weights, model_shape, rebuild_model
-from nas.config import HardwareProfile, load_profile
+from nas.architecture import Architecture
+from nas.artifacts import complete_trial, has_weights, load_weights, model_shape
+from nas.config import load_profile
+from nas.data import load_dataset
+from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, measure_on, rebuild
 from nas.energy import EnergyRecord, create_meter
+from nas.hardware import HardwareProfile
 from nas.pareto import TrialRecord, pareto_front
-from nas.report import build_report
+from nas.report import _si, build_report
 from nas.runs import RunFolder, study_for_run, write_json
 
 
@@ -90,14 +94,6 @@ def rerank_path(run: RunFolder, profile: HardwareProfile) -> Path:
     return run.path / f"rerank-{safe}.json"
 
 
-def _not_runnable(precision: str, profile: HardwareProfile, device: str) -> str | None:
-    if precision not in profile.precisions:
-        return f"precision {precision} does not run on profile {profile.name} (device.precisions: {', '.join(profile.precisions)})"
-    if precision == "int8" and device != "cpu":
-        return f"int8 candidates run on CPU quantized kernels; profile {profile.name} measures a {device} device"
-    return None
-
-
 def rerank(
     run_path: str | Path,
     profile: str | Path,
@@ -107,11 +103,6 @@ def rerank(
     storage: str | None = None,
 ) -> RerankResult:
     """Re-measure the front (or every complete trial) of a run on `profile` and write the new front."""
-    from nas.compress import to_precision
-    from nas.data import load_dataset
-    from nas.models import model_stats
-    from nas.search import CALIBRATION_SAMPLES, measure_model
-
     report = build_report(run_path, storage)
     run, objectives = report.run, report.objectives
     target = load_profile(profile)
@@ -124,26 +115,24 @@ def rerank(
     skipped: dict[int, str] = {}
     try:
         for rec in sorted(chosen, key=lambda r: r.number):
-            from nas.architecture import Architecture
-
             arch = Architecture.from_dict(rec.architecture, f"trial {rec.number}")
             precision = str(rec.attrs.get("precision", arch.params.get("precision", target.precision)))
-            why = _not_runnable(precision, target, meter.torch_device)
+            why = deployable(precision, target, meter.torch_device)
             if why:
                 skipped[rec.number] = why
                 continue
             torch.manual_seed(int(rec.attrs.get("seed", rec.number)))
-            model = rebuild_model(arch, input_shape, num_classes)
+            model = rebuild(arch, input_shape, num_classes)
             trial = complete_trial(study, rec.number)
             if has_weights(trial):
                 model.load_state_dict(load_weights(run, trial), strict=True)
                 weights = "trained (stored artifact)"
             else:
                 weights = "untrained (no stored weights; a dense model's inference energy does not depend on weight values)"
-            stats = model_stats(model, input_shape)
-            deployed = to_precision(model.eval(), precision, data.x_train[:CALIBRATION_SAMPLES])
-            device = torch.device("cpu") if precision == "int8" else None
-            record = measure_model(meter, deployed, stats, data, target, precision, device)
+            deployment = deploy(
+                model.eval(), precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=input_shape
+            )
+            record = measure_on(meter, deployment, data, target)
             values = dict(rec.values)
             values["energy"] = record.energy_per_inference_j
             if "latency" in values:
@@ -162,8 +151,6 @@ def rerank(
 
 def format_rerank(result: RerankResult) -> str:
     """The old and new front side by side, as the CLI prints it."""
-    from nas.report import _si
-
     methods = ", ".join(result.methods) or "nothing measured"
     est = "  (ESTIMATED, not measured)" if any(m.startswith("estimated") for m in result.methods) else ""
     new_rank = {r.number: i for i, r in enumerate(result.new_front, 1)}

@@ -1,0 +1,108 @@
+"""Hardware-profile types: what a hardware profile YAML file becomes once `nas.config` has validated it.
+
+A leaf module (no imports from `nas`, no torch): meters, the estimate, reports and the model
+registry name these types and the precisions without importing the loaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Numeric formats a model can run in (nas.models re-exports it). Defined in this leaf module, not
+# beside the models, so that reading a profile never imports torch: `nas report` and `nas plot` parse
+# the stored profile, and importing torch was most of their run time (docs/benchmarks.md, "Scale").
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+# Runtimes a deployed model can ship in (kept here for the same reason as PRECISIONS). ONNX Runtime's
+# execution providers are named as ONNX Runtime names them (onnxruntime.get_available_providers()).
+RUNTIME_NAMES = ("torch", "torchscript", "onnxruntime")
+EXECUTION_PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}  # device.kind -> provider
+# ONNX Runtime has no bfloat16 Conv/Gemm kernels on its CPU and CUDA providers: a session refuses
+# the exported graph ("Type 'tensor(bfloat16)' of input parameter ... of operator (Conv) ... is invalid",
+# onnxruntime 1.32, tried here); fp16 runs (CPU: through ONNX Runtime's own casts).
+_RUNTIME_CANNOT = {"onnxruntime": ("bf16",)}
+
+
+def runtime_precisions(runtime: str) -> tuple[str, ...]:
+    """The precisions (of PRECISIONS) a model can be deployed at in `runtime`."""
+    return tuple(p for p in PRECISIONS if p not in _RUNTIME_CANNOT.get(runtime, ()))
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A number together with where it comes from (datasheet, paper, measurement, assumption)."""
+
+    value: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How sensor meters measure: warm-up, window length, repeats, idle baseline."""
+
+    warmup_batches: int = 5
+    min_window_s: float = 1.0
+    min_inferences: int = 64
+    repeats: int = 5
+    idle_window_s: float = 1.0
+    subtract_idle: bool = False  # the objective uses gross energy unless the profile says net
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The runtime the deployed model ships in; inference energy and latency are measured in it.
+
+    `name`: `torch` (eager PyTorch), `torchscript` (torch.jit.trace, as `nas export` writes it) or
+    `onnxruntime` (torch.onnx.export, run by an onnxruntime.InferenceSession).
+    `execution_provider`: ONNX Runtime only, `CPUExecutionProvider` or `CUDAExecutionProvider`
+    (default: the one matching `device.kind`); None for the other runtimes.
+    `threads`: intra-op threads of the runtime; None uses the search's `--threads`.
+    """
+
+    name: str = "torch"
+    execution_provider: str | None = None
+    threads: int | None = None
+
+    def describe(self) -> str:
+        """`onnxruntime (CPUExecutionProvider, 2 threads)`, `torch`."""
+        extra = [x for x in (self.execution_provider, f"{self.threads} threads" if self.threads else None) if x]
+        return f"{self.name} ({', '.join(extra)})" if extra else self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    description: str
+    meter: str  # "nvml" | "rapl" | "estimate"
+    device_kind: str  # "cpu" | "gpu"
+    device_match: str | None  # regex the sensor's device name must match
+    device_index: int
+    batch_size: int
+    precision: str
+    precisions: tuple[str, ...]  # precisions the device runs natively
+    idle_power_w: Sourced
+    peak_power_w: Sourced
+    peak_macs_per_s: Mapping[str, Sourced]
+    memory_bandwidth_bytes_per_s: Sourced
+    cache_bytes: Sourced
+    energy_per_mac_j: Mapping[str, Sourced]
+    energy_per_byte_dram_j: Sourced
+    energy_per_byte_cache_j: Sourced
+    static_power_w: Sourced
+    grid_intensity_g_per_kwh: Sourced
+    protocol: Protocol
+    source: str
+    runtime: Runtime = Runtime()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+__all__ = [
+    "EXECUTION_PROVIDERS", "PRECISIONS", "RUNTIME_NAMES", "HardwareProfile", "Protocol", "Runtime", "Sourced",
+    "runtime_precisions",
+]

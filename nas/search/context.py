@@ -1,0 +1,154 @@
+"""What every trial of a search shares, resolved once: `SearchContext`, from settings or from a study."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from nas.config import (
+    PROFILES_DIR,
+    SPACES_DIR,
+    parse_profile,
+    parse_space,
+    read_yaml,
+    resolve_named,
+)
+from nas.data import Dataset, load_dataset
+from nas.deploy import deployable
+from nas.energy import Meter, create_meter
+from nas.errors import ConfigError, RunError
+from nas.hardware import HardwareProfile, runtime_precisions
+from nas.objectives import Objective, parse_objectives
+from nas.runs import SETTINGS_ATTR
+from nas.search.settings import SearchSettings
+from nas.searchspace import SearchSpace
+from nas.storage import redact_url
+from nas.tabular import Table, load_table
+
+
+@dataclass
+class SearchContext:
+    """What every trial of a search shares, resolved once.
+
+    `space_doc` / `profile_doc` are the YAML documents as read (stored with the study, so workers
+    rebuild the same context); `table` is set in replay mode; `artifact_dir` is where trained weights
+    are kept (RUN/artifacts), None when they are not kept.
+    """
+
+    settings: SearchSettings
+    space: SearchSpace
+    space_doc: Any
+    profile: HardwareProfile
+    profile_doc: Any
+    data: Dataset
+    objectives: tuple[Objective, ...]
+    meter: Meter
+    host: str = field(default_factory=socket.gethostname)
+    table: Table | None = None
+    artifact_dir: Path | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """The device the meter measures (where candidates train and float networks run)."""
+        return torch.device(self.meter.torch_device)
+
+    def resolved(self) -> dict[str, Any]:
+        """The settings as stored with the study and in run.json (no credentials)."""
+        s = asdict(self.settings)
+        s["storage"] = redact_url(s["storage"]) if s["storage"] else None
+        s["objectives"] = [o.name for o in self.objectives]
+        s["space"] = self.space.name
+        s["profile"] = self.profile.name
+        s["meter"] = self.meter.name
+        s["runtime"] = self.profile.runtime.to_dict()
+        s.pop("progress", None)
+        return s
+
+
+def prepare(settings: SearchSettings) -> SearchContext:
+    """Load and check everything a search needs before any storage is touched (ConfigError if bad)."""
+    settings.validate()
+    if settings.table:
+        return _table_context(settings)
+    space_path = resolve_named(settings.space, SPACES_DIR, "search space")
+    space_doc = read_yaml(space_path)
+    space = parse_space(space_doc, str(space_path), space_path.stem)
+    profile_path = resolve_named(settings.profile, PROFILES_DIR, "hardware profile")
+    profile_doc = read_yaml(profile_path)
+    profile = parse_profile(profile_doc, str(profile_path), profile_path.stem)
+    return _context(settings, space, space_doc, profile, profile_doc)
+
+
+def _table_context(settings: SearchSettings) -> SearchContext:
+    """Space, profile, dataset and training settings come from the table being replayed."""
+    table = load_table(settings.table)
+    t = table.settings
+    settings = replace(
+        settings, space=t["space"], profile=t["profile"], dataset=t["dataset"], epochs=t["epochs"],
+        batch_size=t["batch_size"], lr=t["lr"], split_seed=t["split_seed"], allow_estimate=t["allow_estimate"],
+        objectives=tuple(o for o in settings.objectives if o in t["objectives"]) or tuple(t["objectives"]),
+    )
+    space = parse_space(table.space_doc, f"{settings.table} (table space)", t["space"])
+    profile = parse_profile(table.profile_doc, f"{settings.table} (table profile)", t["profile"])
+    ctx = _context(settings, space, table.space_doc, profile, table.profile_doc)
+    ctx.table = table
+    return ctx
+
+
+def _context(
+    settings: SearchSettings, space: SearchSpace, space_doc: Any, profile: HardwareProfile, profile_doc: Any
+) -> SearchContext:
+    objectives = parse_objectives(settings.objectives)
+    data = load_dataset(settings.dataset, settings.split_seed)
+    meter = create_meter(profile, allow_estimate=settings.allow_estimate)
+    check_precisions(space, profile, meter)
+    return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter)
+
+
+def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter) -> None:
+    """Every precision the space can sample must run on the profile's device (ConfigError if not)."""
+    wanted = next((p.choices for p in space.params if p.name == "precision"), (profile.precision,))
+    runs = runtime_precisions(profile.runtime.name)
+    for precision in wanted:
+        if precision not in runs:
+            raise ConfigError(
+                f"{space.source}: field 'params.precision': {precision!r} does not run in runtime "
+                f"{profile.runtime.name!r} of profile {profile.name!r} (it runs {', '.join(runs)})"
+            )
+        if precision not in profile.precisions:
+            raise ConfigError(
+                f"{space.source}: field 'params.precision': {precision!r} does not run on profile "
+                f"{profile.name!r} (its device.precisions: {', '.join(profile.precisions)})"
+            )
+        why = deployable(precision, profile, meter.torch_device)
+        if why:
+            raise ConfigError(
+                f"{space.source}: field 'params.precision': {why} (remove {precision} or use a CPU profile)"
+            )
+
+
+def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:
+    """Rebuild a search's context from what the study stores (for workers joining it, variants).
+
+    `overrides` replace SearchSettings fields. Raises RunError for a study energy-nas did not create.
+    """
+    attrs = study.user_attrs
+    if SETTINGS_ATTR not in attrs:
+        raise RunError(f"study {study.study_name!r} was not created by energy-nas (no {SETTINGS_ATTR})")
+    stored = dict(attrs[SETTINGS_ATTR])
+    stored.pop("meter", None)
+    stored["objectives"] = tuple(stored["objectives"])
+    known = SearchSettings.__dataclass_fields__  # a newer version may store more
+    settings = replace(SearchSettings(**{k: v for k, v in stored.items() if k in known}), **overrides)
+    where = f"study {study.study_name!r}"
+    space = parse_space(attrs["nas.space"], f"{where} (stored space)", stored["space"])
+    profile = parse_profile(attrs["nas.profile"], f"{where} (stored profile)", stored["profile"])
+    return _context(settings, space, attrs["nas.space"], profile, attrs["nas.profile"])
+
+
+__all__ = ["SearchContext", "check_precisions", "context_from_study", "prepare"]

@@ -1,0 +1,163 @@
+"""Reading YAML at the edge: `read_yaml` and `Doc`, typed field access whose errors name file and field.
+
+A leaf module (it imports only `nas.errors`): the loaders of search spaces, hardware profiles and
+anything else read from YAML share it, so every bad value is reported the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import reprlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nas.errors import ConfigError
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with `safe_load`, turning every failure into a one-line ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read file ({e.__class__.__name__}: {e})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:
+        # PyYAML's constructors raise these for values it cannot build: `!!float x`,
+        # `2020-13-45` as a date, an integer beyond Python's digit limit
+        problem = (str(e).splitlines() or [""])[0][:120]
+        raise ConfigError(f"{path}: malformed YAML: a value cannot be read ({e.__class__.__name__}: {problem})") from None
+
+
+MAX_INT = 2**31 - 1  # counts, sizes and indexes beyond this are typos, and overflow downstream
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None when it is not a number or not finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:  # an int beyond the float range
+        return None
+    return f if math.isfinite(f) else None
+
+
+def show_value(value: Any) -> str:
+    """A short, one-line repr for error messages, whatever the value (huge, nested, aliased)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    short = reprlib.Repr()  # keyword arguments only from Python 3.12
+    short.maxlevel, short.maxdict, short.maxlist, short.maxtuple, short.maxset = 2, 4, 4, 4, 4
+    short.maxstring, short.maxother, short.maxlong = 60, 60, 40
+    try:
+        text = short.repr(value)
+    except Exception:  # a value whose repr itself fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def field_name(key: Any) -> str:
+    """A field name fit for a one-line message: control characters escaped, long names cut."""
+    text = str(key)
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _yaml11_float(value: Any) -> Any:
+    """YAML 1.1 reads `1e-12` (no dot) as a string; take it as the number the author meant."""
+    if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        return float(value)
+    return value
+
+
+class Doc:
+    """A mapping read from one file, with typed getters whose errors name file and field."""
+
+    def __init__(self, data: Any, file: str, path: str = "") -> None:
+        self.file, self.path = file, path
+        if not isinstance(data, Mapping):
+            raise self.error("expected a mapping", data)
+        self.data = data
+
+    def field(self, key: str) -> str:
+        return f"{self.path}.{field_name(key)}" if self.path else field_name(key)
+
+    def error(self, expected: str, got: Any = None, key: str | None = None) -> ConfigError:
+        where = self.field(key) if key is not None else (self.path or "(top level)")
+        shown = f", got {show_value(got)}" if got is not None else ""
+        return ConfigError(f"{self.file}: field '{where}': {expected}{shown}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise self.error("is required", key=key)
+            return default
+        return self.data[key]
+
+    def sub(self, key: str, default: Any = ...) -> Doc:
+        value = self.raw(key, default)
+        return Doc(value, self.file, self.field(key))
+
+    def str(self, key: str, default: Any = ...) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str) or not value.strip():
+            if value is default and default is None:
+                return value
+            raise self.error("expected a non-empty string", value, key)
+        return value
+
+    def int(self, key: str, default: Any = ..., low: int | None = None) -> int:
+        value = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error("expected an integer", value, key)
+        if low is not None and value < low:
+            raise self.error(f"expected an integer >= {low}", value, key)
+        if abs(value) > MAX_INT:
+            raise self.error(f"expected an integer of at most {MAX_INT}", value, key)
+        return value
+
+    def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
+        value = _finite(_yaml11_float(self.raw(key, default)))
+        if value is None:
+            raise self.error("expected a finite number", self.raw(key, default), key)
+        if positive and value <= 0:
+            raise self.error("expected a number > 0", value, key)
+        if value < 0:
+            raise self.error("expected a number >= 0", value, key)
+        return float(value)
+
+    def real(self, key: str) -> float:
+        """Any finite number, negative included."""
+        value = _finite(_yaml11_float(self.raw(key)))
+        if value is None:
+            raise self.error("expected a finite number", self.raw(key), key)
+        return value
+
+    def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
+        for key in self.data:
+            if key not in allowed:
+                raise self.error(f"unknown field (valid: {', '.join(sorted(allowed))})", key=str(key))
+
+
+__all__ = ["MAX_INT", "Doc", "field_name", "read_yaml", "show_value"]
