@@ -108,7 +108,7 @@ def creation_lock(url: str) -> Iterator[None]:
     (where `open_storage` retries instead).
     """
     path = sqlite_path(url)
-    if path is None:
+    if path is None or not path.parent.is_dir():  # no folder: opening the database fails with its own error
         yield
         return
     key = (os.getpid(), str(path.resolve()))
@@ -119,7 +119,6 @@ def creation_lock(url: str) -> Iterator[None]:
         if depth:
             yield
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
