@@ -15,12 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 search: $(STAMP)
 	$(VENV)/bin/nas search --out runs/default
 
-test: $(STAMP)
+# CI (.ci/run) calls `make test`: lint first, so a lint or format error fails CI.
+test: lint
 	bash scripts/ensure-postgres.sh
 	$(PY) -m pytest -q
 
+LINTED := nas tests benchmarks
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nas tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

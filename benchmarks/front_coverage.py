@@ -10,7 +10,6 @@ per inference down) with each front model marked as tried or missed.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 

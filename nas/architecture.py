@@ -24,6 +24,7 @@ class Architecture:
     units: tuple[Mapping[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The genotype as plain JSON-ready data: family, params, units (copies)."""
         return {
             "family": self.family,
             "params": dict(self.params),
@@ -31,10 +32,16 @@ class Architecture:
         }
 
     def to_json(self) -> str:
+        """The genotype as canonical JSON (sorted keys): equal architectures give equal strings."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, doc: Any, where: str = "architecture") -> Architecture:
+        """Parse a genotype document (as `to_dict` writes it).
+
+        Raises ConfigError, naming `where` and the field, for a non-mapping, a family that is not a
+        string, params that are not a mapping or units that are not a list of mappings.
+        """
         if not isinstance(doc, Mapping):
             raise ConfigError(f"{where}: expected a mapping with family, params, units")
         family = doc.get("family")

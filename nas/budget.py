@@ -25,6 +25,7 @@ class Budget:
 
     @property
     def active(self) -> bool:
+        """Whether any limit is set."""
         return self.energy_j is not None or self.latency_s is not None
 
     def violations(self, energy_j: float, latency_s: float) -> dict[str, float]:
@@ -39,6 +40,10 @@ class Budget:
 
 @dataclass(frozen=True)
 class EarlyStopRule:
+    """Stop training a candidate once `min_dominators` finished trials dominate it at the same
+    epoch: no more energy per inference and a higher validation accuracy after that many epochs.
+    """
+
     min_dominators: int = 3
 
     def should_stop(

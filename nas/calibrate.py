@@ -55,6 +55,8 @@ NUM_CLASSES = 10
 
 @dataclass(frozen=True)
 class ReferenceModel:
+    """A model the calibration measures: its name and its architecture document (a genotype)."""
+
     name: str
     architecture: dict[str, Any]
 
@@ -104,11 +106,16 @@ class ReferencePoint:
 
     @property
     def error(self) -> float:
+        """Relative error of the fitted energy against the measured one, (fitted - measured) / measured."""
         return (self.fitted_j - self.measured_j) / self.measured_j
 
 
 @dataclass(frozen=True)
 class FittedCoefficient:
+    """One coefficient of the estimate before and after calibration (in its own unit: J per MAC,
+    J per byte or W), whether it was fitted, and a note on how.
+    """
+
     name: str
     before: float
     after: float
@@ -118,6 +125,10 @@ class FittedCoefficient:
 
 @dataclass(frozen=True)
 class Calibration:
+    """The outcome of `calibrate_profile`: the calibrated profile and its YAML document, the reference
+    points, the coefficients, and the fit's errors as fractions (RMS and largest relative error).
+    """
+
     profile: HardwareProfile  # the calibrated profile
     document: dict[str, Any]  # its YAML document
     points: tuple[ReferencePoint, ...]
@@ -130,6 +141,7 @@ class Calibration:
     output: Path | None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what `nas profiles calibrate --json` prints)."""
         return {
             "profile": self.profile.name,
             "device_name": self.device_name,
@@ -205,6 +217,9 @@ def fit(
 
 
 def predict(row: dict[str, float], coefficients: dict[str, float]) -> float:
+    """Energy per inference in J predicted by the linear model: sum over COEFFICIENTS of feature x
+    coefficient (`row` from the estimate's features, `coefficients` in their SI units).
+    """
     return sum(row[c] * coefficients[c] for c in COEFFICIENTS)
 
 

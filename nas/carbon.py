@@ -26,15 +26,20 @@ INTENSITY_TABLE = Path(__file__).resolve().parent / "resources" / "grid_intensit
 # ------------------------------------------------------------------------------ grid intensity
 @dataclass(frozen=True)
 class GridIntensity:
+    """A grid's carbon intensity in gCO2e per kWh, with the source of the number."""
+
     g_per_kwh: float
     source: str  # where the number comes from, printed beside every gCO2e
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: g_per_kwh and source."""
         return {"g_per_kwh": self.g_per_kwh, "source": self.source}
 
 
 @dataclass(frozen=True)
 class Region:
+    """One row of the shipped grid-intensity table (Ember 2024): codes, name, gCO2e/kWh and the year."""
+
     code: str  # ISO 3166-1 alpha-2, or WORLD / EU / OECD
     alpha3: str
     name: str
@@ -124,17 +129,21 @@ class SearchCost:
 
     @property
     def total_j(self) -> float:
+        """Training plus measurement energy, in J."""
         return self.training_j + self.measurement_j
 
     @property
     def kwh(self) -> float:
+        """The total in kWh (3.6e6 J per kWh)."""
         return self.total_j / J_PER_KWH
 
     @property
     def estimated(self) -> bool:
+        """Whether any of the numbers is an analytical estimate rather than a measurement."""
         return any(m.startswith("estimated") for m in self.methods)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, in J and kWh, with the methods behind the numbers."""
         return {
             "training_j": self.training_j,
             "measurement_j": self.measurement_j,
@@ -189,6 +198,7 @@ class Saving:
     saved_g_per_million: float | None = None  # gCO2e saved per 10^6 inferences, if intensity known
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the saving per inference in J and as a fraction, and the break-even count."""
         return {
             "trial": self.trial,
             "baseline_trial": self.baseline_trial,
@@ -241,9 +251,11 @@ class CostReport:
 
     @property
     def search_gco2e(self) -> float | None:
+        """The search's emissions in gCO2e at `intensity`; None when no intensity is known."""
         return grams_co2e(self.cost.total_j, self.intensity) if self.intensity is not None else None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: search cost, carbon (None without an intensity) and savings."""
         return {
             "search_cost": self.cost.to_dict(),
             "carbon": None

@@ -195,6 +195,7 @@ class CastInput(nn.Module):
         self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Cast `x` to the wrapped model's dtype, run it, return float32 logits (same shape)."""
         return self.model(x.to(self.dtype)).float()
 
 

@@ -194,6 +194,7 @@ def parse_space(data: Any, file: str, default_name: str = "space") -> SearchSpac
 
 
 def list_spaces() -> list[Path]:
+    """The shipped search space files (*.yaml), sorted by name."""
     return sorted(SPACES_DIR.glob("*.yaml"))
 
 
@@ -349,6 +350,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
 
 
 def list_profiles() -> list[Path]:
+    """The shipped hardware profile files (*.yaml), sorted by name."""
     return sorted(PROFILES_DIR.glob("*.yaml"))
 
 

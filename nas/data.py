@@ -35,9 +35,11 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of one input: (C, H, W) for images, (features,) for vectors."""
         return tuple(self.x_train.shape[1:])
 
     def describe(self) -> dict[str, object]:
+        """What run.json records of the dataset: name, input shape, classes, split sizes and seed."""
         return {
             "name": self.name,
             "input_shape": list(self.input_shape),
@@ -54,6 +56,7 @@ DATASETS: dict[str, Loader] = {}
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader `fn(name, split_seed) -> Dataset` under `name` in DATASETS."""
     def deco(fn: Loader) -> Loader:
         DATASETS[name] = fn
         return fn
@@ -209,6 +212,7 @@ def _npz(spec: str, seed: int) -> Dataset:
 
 
 def dataset_names() -> list[str]:
+    """The registered dataset names, plus the `npz:PATH` form, for error messages and help."""
     return sorted(DATASETS) + ["npz:PATH"]
 
 

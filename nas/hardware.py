@@ -70,11 +70,17 @@ class Runtime:
         return f"{self.name} ({', '.join(extra)})" if extra else self.name
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data (dataclasses.asdict)."""
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class HardwareProfile:
+    """A validated hardware profile (from YAML): the meter and device it measures, the batch size
+    and precisions of the deployed model, the estimate's coefficients (each a `Sourced` number in SI
+    units: W, MAC/s, bytes/s, bytes, J per MAC, J per byte, gCO2e/kWh), and the measurement protocol.
+    """
+
     name: str
     description: str
     meter: str  # "nvml" | "rapl" | "estimate"
@@ -99,6 +105,7 @@ class HardwareProfile:
     runtime: Runtime = Runtime()
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data (dataclasses.asdict)."""
         return asdict(self)
 
 

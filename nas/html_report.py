@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import shlex
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,20 +26,10 @@ from nas.errors import ConfigError
 from nas.plot import hypervolume_figure, method_label, pareto_figure
 from nas.report import Report, _si, build_report
 from nas.runs import write_atomic
+from nas.search.settings import search_arguments
 
 # Grids shown beside the one used, so a reader sees how much the location matters.
 COMPARE_REGIONS = ("SE", "FR", "GB", "US", "DE", "CN", "IN", "WORLD")
-
-# search settings -> the `nas search` flag that sets them (flags take the value; booleans are switches)
-FLAGS = {
-    "space": "--space", "profile": "--profile", "dataset": "--dataset", "trials": "--trials",
-    "timeout_s": "--timeout", "epochs": "--epochs", "sampler": "--sampler", "objectives": "--objectives",
-    "seed": "--seed", "threads": "--threads", "energy_budget_j": "--energy-budget",
-    "latency_budget_s": "--latency-budget", "early_stop": "--early-stop", "early_stop_k": "--early-stop-k",
-    "workers": "--workers", "allow_estimate": "--allow-estimate",
-}
-DEFAULTS = {"timeout_s": None, "threads": 1, "energy_budget_j": None, "latency_budget_s": None,
-            "early_stop": False, "early_stop_k": 3, "workers": 1, "allow_estimate": False}
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
@@ -66,22 +57,13 @@ def figure_png(fig: Figure) -> str:
 
 
 def reproduce_command(settings: dict[str, Any]) -> str:
-    """The `nas search` command line that reruns the search with the stored settings."""
-    parts = ["nas search"]
-    for key, flag in FLAGS.items():
-        if key not in settings:
-            continue
-        value = settings[key]
-        if key in DEFAULTS and value == DEFAULTS[key]:
-            continue
-        if isinstance(value, bool):
-            if value:
-                parts.append(flag)
-        elif value is not None:
-            shown = ",".join(value) if isinstance(value, (list, tuple)) else value
-            parts.append(f"{flag} {shown}")
-    parts.append("--out runs/reproduced")
-    return " ".join(parts)
+    """The `nas search` command line that reruns the search with the stored `settings`.
+
+    Built by `nas.search.search_arguments` from the settings as stored with the study (every
+    stored value written out, so non-default batch size, learning rate or split seed carry
+    over); the rerun writes to runs/reproduced.
+    """
+    return shlex.join(["nas", "search", *search_arguments(settings), "--out", "runs/reproduced"])
 
 
 def _table(header: list[str], rows: list[list[Any]], left: set[int] = frozenset(), row_class: list[str] | None = None,
@@ -185,8 +167,7 @@ def _reproduce_section(rep: Report, meta: dict[str, Any]) -> str:
     s = rep.settings
     out = f"<pre>{_e(reproduce_command(s))}</pre>"
     out += ("<p class='sub'>The space and profile names refer to search_spaces/ and hardware_profiles/; the exact "
-            "documents used are stored in the study and shown below. Batch size, learning rate and split seed "
-            "are recorded in the settings.</p>")
+            "documents used are stored in the study and shown below.</p>")
     out += _table(["setting", "value"], [[k, json.dumps(v) if isinstance(v, (list, dict)) else v] for k, v in s.items()], left={0, 1})
     versions = meta.get("versions") or {}
     out += _table(["package", "version"], [[k, v] for k, v in versions.items()], left={0, 1})

@@ -32,6 +32,7 @@ class ReferencePoint:
     rule: str  # how it was chosen, printed beside every hypervolume
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the reference accuracy, energy per inference in J, and the rule that set them."""
         return {
             "accuracy": self.accuracy,
             "energy_per_inference_j": self.energy_per_inference_j,
@@ -50,12 +51,17 @@ class HistoryPoint:
 
 @dataclass(frozen=True)
 class HypervolumeSummary:
+    """The hypervolume of the accuracy x energy-per-inference front (in accuracy x J), its fraction of
+    the box between the reference point and a perfect free model, and its history over trials.
+    """
+
     reference: ReferencePoint
     hypervolume: float  # accuracy x J
     fraction: float  # of the box between the reference point and (accuracy 1, energy 0)
     history: tuple[HistoryPoint, ...]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the plane and unit spelled out."""
         return {
             "plane": "validation accuracy (maximised) x energy per inference in J (minimised)",
             "reference": self.reference.to_dict(),

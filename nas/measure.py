@@ -44,6 +44,7 @@ class Remeasurement:
     stored_method: str | None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the energy record as its dict."""
         d = {k: v for k, v in self.__dict__.items() if k != "record"}
         d["record"] = self.record.to_dict()
         return d
@@ -122,6 +123,7 @@ def format_record(record: EnergyRecord) -> list[str]:
 
 
 def format_remeasurement(m: Remeasurement) -> str:
+    """What `nas measure` prints: the trial, profile and meter, energy per inference and its record."""
     r = m.record
     label = "ESTIMATED, not measured" if not r.measured else "measured"
     head = [

@@ -9,6 +9,10 @@ from nas.errors import ConfigError
 
 @dataclass(frozen=True)
 class Objective:
+    """One search objective: the name users type, the metric stored in the study, its Optuna
+    direction, and its axis label with unit.
+    """
+
     name: str  # what the user types: --objectives accuracy,energy
     metric: str  # the metric name stored in the study (shown by optuna-dashboard)
     direction: str  # "maximize" | "minimize"

@@ -17,6 +17,7 @@ from nas.hardware import Sourced
 from nas.hypervolume import HypervolumeSummary, summarize
 from nas.objectives import Objective
 from nas.pareto import TrialRecord, pareto_front
+from nas.plot import pareto_figure, save_figure
 from nas.runs import RunFolder, objectives_of, open_run, study_for_run, trial_records
 from nas.selection import Selection, select
 from nas.trial_rows import read_trials
@@ -38,6 +39,7 @@ class PhaseBreakdown:
 
     @property
     def total_s(self) -> float:
+        """Time over all phases and trials, in s."""
         return sum(self.totals_s.values())
 
     def share(self, phase: str) -> float:
@@ -50,6 +52,7 @@ class PhaseBreakdown:
         return 1.0 - sum(self.share(p) for p in WORK_PHASES) if self.total_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: each phase's total in s and share of the whole."""
         return {
             "trials": self.trials,
             "total_s": self.total_s,
@@ -77,6 +80,10 @@ def phase_breakdown(trial_attrs: Iterable[Mapping[str, Any]]) -> PhaseBreakdown 
 
 @dataclass(frozen=True)
 class Report:
+    """Everything `nas report` shows about a run: its trials and front (over the study's objectives),
+    failures, the search's cost and carbon, hypervolume, an optional pick, and where time went.
+    """
+
     run: RunFolder
     study_name: str
     settings: dict[str, Any]
@@ -93,10 +100,12 @@ class Report:
 
     @property
     def energy_methods(self) -> list[str]:
+        """How the trials' energy was obtained (e.g. `measured:rapl`), sorted, each once."""
         return sorted({r.energy_method for r in self.records})
 
     @property
     def estimated(self) -> bool:
+        """Whether any trial's energy is an analytical estimate."""
         return any(m.startswith("estimated") for m in self.energy_methods)
 
 
@@ -157,6 +166,7 @@ def _profile_intensity(study: optuna.Study) -> Sourced | None:
 
 
 def report_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data (what `nas report --json` prints)."""
     return {
         "run": str(report.run.path),
         "study_name": report.study_name,
@@ -279,3 +289,11 @@ def summary_lines(report: Report) -> list[str]:
         p = report.pick
         out.append(f"pick {p.rule.text!r} -> trial #{p.record.number}{'' if p.on_front else ' (not on the front)'}: {p.reason}")
     return out
+
+
+def plot_run(run_path: str | Path, output: str | Path | None = None, storage: str | None = None) -> Path:
+    """Draw a run's trials and Pareto front (`nas plot`) into `output`, a PNG or SVG file
+    (default: RUN/pareto.png), and return its path. Raises RunError for a folder that is not a run
+    and ConfigError for another file type."""
+    rep = build_report(run_path, storage)
+    return save_figure(pareto_figure(rep.records, rep.front, title=rep.study_name), output or rep.run.pareto_png)

@@ -42,6 +42,7 @@ class Remeasured:
     weights: str  # "trained (stored artifact)" or why not
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the trial, its old and new energy per inference in J and how each was obtained."""
         return {
             "trial": self.old.number,
             "architecture": self.old.attrs.get("arch", ""),
@@ -59,6 +60,10 @@ class Remeasured:
 
 @dataclass(frozen=True)
 class RerankResult:
+    """A run's trials measured again on another profile: the old and new fronts, every new
+    measurement, and the trials skipped with the reason.
+    """
+
     run: RunFolder
     profile: str
     meter: str
@@ -71,9 +76,11 @@ class RerankResult:
 
     @property
     def methods(self) -> list[str]:
+        """How the new energy numbers were obtained, sorted, each once."""
         return sorted({m.record.method for m in self.measured})
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what `nas rerank --json` prints and RUN/rerank-PROFILE.json holds)."""
         return {
             "run": str(self.run.path),
             "profile": self.profile,
@@ -90,6 +97,7 @@ class RerankResult:
 
 
 def rerank_path(run: RunFolder, profile: HardwareProfile) -> Path:
+    """RUN/rerank-PROFILE.json, the profile's name made safe for a file name."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", profile.name).strip("._") or "profile"
     return run.path / f"rerank-{safe}.json"
 

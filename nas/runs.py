@@ -37,33 +37,42 @@ CSV_FIELDS = (
 
 @dataclass(frozen=True)
 class RunFolder:
+    """A run folder and the paths of what it holds (study.db, run.json, pareto.json/.csv/.png)."""
+
     path: Path
 
     @property
     def study_db(self) -> Path:
+        """RUN/study.db, the SQLite study (when the run uses the default storage)."""
         return self.path / "study.db"
 
     @property
     def run_json(self) -> Path:
+        """RUN/run.json: versions, seed, resolved settings, space, profile, dataset, meter used."""
         return self.path / "run.json"
 
     @property
     def pareto_json(self) -> Path:
+        """RUN/pareto.json: the objectives and the front's rows."""
         return self.path / "pareto.json"
 
     @property
     def pareto_csv(self) -> Path:
+        """RUN/pareto.csv: the front's rows as CSV."""
         return self.path / "pareto.csv"
 
     @property
     def pareto_png(self) -> Path:
+        """RUN/pareto.png: all trials and the front."""
         return self.path / "pareto.png"
 
     @property
     def sqlite_url(self) -> str:
+        """The SQLAlchemy URL of RUN/study.db (absolute path)."""
         return f"sqlite:///{self.study_db.resolve()}"
 
     def read_run_json(self) -> dict[str, Any]:
+        """The parsed run.json. Raises RunError when the folder has none or it is unreadable."""
         try:
             return json.loads(self.run_json.read_text())
         except FileNotFoundError:
@@ -96,6 +105,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, doc: Any) -> None:
+    """Write `doc` as indented JSON at `path`, atomically (values JSON cannot hold as strings)."""
     write_atomic(path, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
 
 
@@ -127,6 +137,7 @@ def study_for_run(run: RunFolder, storage: str | None = None) -> optuna.Study:
 
 
 def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:
+    """The study's objectives as stored with it (accuracy and energy for old studies)."""
     settings = study.user_attrs.get(SETTINGS_ATTR, {})
     names = settings.get("objectives") or ["accuracy", "energy"]
     return tuple(OBJECTIVES[n] for n in names)

@@ -24,6 +24,7 @@ class Param:
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (param, allowed values) that must all hold
 
     def to_dict(self) -> dict[str, Any]:
+        """The parameter as its YAML document: choices, or type, low, high (step, log), and conditions."""
         d: dict[str, Any] = {}
         if self.kind == "choice":
             d["choices"] = list(self.choices)
@@ -38,6 +39,7 @@ class Param:
         return d
 
     def describe(self) -> str:
+        """One line for `nas spaces show`: the choices or the range, and when the parameter exists."""
         if self.kind == "choice":
             text = "{" + ", ".join(map(str, self.choices)) + "}"
         else:
@@ -59,6 +61,10 @@ class Repeated:
 
 @dataclass(frozen=True)
 class SearchSpace:
+    """A validated search space (from YAML): the family it builds, its top-level parameters, the
+    repeated units (a count plus per-unit parameters), and the file it came from.
+    """
+
     name: str
     family: str
     description: str
@@ -67,6 +73,7 @@ class SearchSpace:
     source: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The space as a YAML-shaped document (what is stored with the study)."""
         return {
             "name": self.name,
             "family": self.family,
@@ -79,6 +86,7 @@ class SearchSpace:
         }
 
     def has(self, name: str) -> bool:
+        """Whether the space has a top-level parameter named `name`."""
         return any(p.name == name for p in self.params)
 
 

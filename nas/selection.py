@@ -54,6 +54,7 @@ class Condition:
     value: float
 
     def holds(self, r: TrialRecord) -> bool:
+        """Whether record `r` meets the condition (False when it lacks the metric)."""
         v = _metric(r, self.metric)
         if v is None:
             return False
@@ -65,6 +66,8 @@ class Condition:
 
 @dataclass(frozen=True)
 class Rule:
+    """A parsed selection rule: its kind, the text the user wrote, and a trial number or conditions."""
+
     kind: str  # a key of RULES
     text: str  # as the user wrote it
     trial: int | None = None
@@ -73,12 +76,15 @@ class Rule:
 
 @dataclass(frozen=True)
 class Selection:
+    """The trial a rule picked, whether it is on the front, and one line saying why."""
+
     rule: Rule
     record: TrialRecord
     on_front: bool  # on the run's Pareto front (over the study's objectives)
     reason: str  # one line saying why this trial
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the rule, its kind, the trial, whether on the front, and the reason."""
         return {
             "rule": self.rule.text,
             "kind": self.rule.kind,

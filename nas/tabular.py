@@ -20,6 +20,10 @@ from nas.searchspace import SearchSpace
 from nas.space import sample
 
 TABLE_VERSION = 1
+# `nas bench build` defaults (the other settings default as in SearchSettings): a small fully
+# discrete space, and every objective so that a table serves searches on any subset of them.
+BENCH_SPACE = "bench-mlp"
+BENCH_OBJECTIVES = ("accuracy", "energy", "latency", "params")
 
 
 class _PathTrial:
@@ -105,4 +109,4 @@ def load_table(path: str | Path) -> Table:
     return Table(doc["space"], doc["profile"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
 
 
-__all__ = ["TABLE_VERSION", "Table", "enumerate_space", "key_of", "load_table"]
+__all__ = ["BENCH_OBJECTIVES", "BENCH_SPACE", "TABLE_VERSION", "Table", "enumerate_space", "key_of", "load_table"]

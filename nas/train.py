@@ -18,6 +18,8 @@ from nas.models import ModelStats
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How a candidate is trained: epochs, mini-batch size (inputs), Adam learning rate, seed."""
+
     epochs: int = 3
     batch_size: int = 64
     lr: float = 3e-3
@@ -26,6 +28,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What training did: epochs run, samples seen, the last loss, whether it stopped early, time in s."""
+
     epochs_done: int
     samples_seen: int
     final_loss: float

@@ -44,6 +44,7 @@ class VariantResult:
     macs: int
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, the variant's fields inlined."""
         d = dataclasses.asdict(self)
         d.update(d.pop("variant"))
         return d
@@ -105,6 +106,7 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def format_variants(arch: dict[str, Any], results: list[VariantResult]) -> str:
+    """What `nas variants` prints: one row per variant, energy relative to fp32."""
     base = results[0]
     lines = [f"architecture: {arch}",
              f"{'variant':<20} {'val acc':>8} {'test acc':>8} {'energy/inf (J)':>15} {'vs fp32':>8} {'params':>9} {'MACs':>11}  method"]

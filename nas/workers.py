@@ -36,6 +36,7 @@ from nas.runs import SETTINGS_ATTR, RunFolder
 from nas.search.context import SearchContext, context_from_study
 from nas.search.loop import SearchResult, finish, optimize
 from nas.search.objective import quiet_optuna
+from nas.search.settings import WorkerSettings
 from nas.search.stopping import StopRequest
 from nas.storage import find_study, open_storage
 
@@ -108,27 +109,6 @@ def _die_with_parent() -> None:
 
 # ------------------------------------------------------------------------------ one worker
 @dataclass(frozen=True)
-class WorkerSettings:
-    """What `nas worker` needs; everything else comes from the study."""
-
-    storage: str
-    study_name: str | None = None
-    threads: int | None = None
-    worker_index: int | None = None  # set by `nas search --workers`; else derived from host and pid
-    trials: int | None = None  # override the study's stored target (the latest `nas search` sets it)
-    timeout_s: float | None = None
-    artifact_dir: str | None = None  # keep trained weights here (the run folder's, for local workers)
-
-    def validate(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
-        if self.trials is not None and self.trials < 1:
-            raise ConfigError(f"--trials: expected an integer >= 1, got {self.trials}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
-
-
-@dataclass(frozen=True)
 class WorkerResult:
     """What one worker did: its trials, the study's complete count when it stopped, seconds."""
 
@@ -140,6 +120,16 @@ class WorkerResult:
     failed: dict[str, int]
     interrupted: bool
     wall_s: float
+
+
+def format_worker(r: WorkerResult) -> str:
+    """What `nas worker` prints when done: trials run, the study's total, failures by reason."""
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(r.failed.items())) or "none"
+    return (
+        f"worker on {r.host} ({r.meter}): {r.new_trials} new trials in {r.wall_s:.1f} s; study "
+        f"{r.study_name} has {r.complete} complete; failed: {failed}"
+        + ("; interrupted" if r.interrupted else "")
+    )
 
 
 def worker_context(study: optuna.Study, ws: WorkerSettings) -> SearchContext:
@@ -283,6 +273,7 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], stop: StopRequest) -> No
 __all__ = [
     "WorkerResult",
     "WorkerSettings",
+    "format_worker",
     "check_worker_devices",
     "run_local_workers",
     "run_worker",

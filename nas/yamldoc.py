@@ -98,17 +98,21 @@ class Doc:
         self.data = data
 
     def field(self, key: str) -> str:
+        """The dotted field name of `key` in this document (e.g. `device.precisions`)."""
         return f"{self.path}.{field_name(key)}" if self.path else field_name(key)
 
     def error(self, expected: str, got: Any = None, key: str | None = None) -> ConfigError:
+        """A ConfigError naming the file and field, what was `expected` and (if given) what was `got`."""
         where = self.field(key) if key is not None else (self.path or "(top level)")
         shown = f", got {show_value(got)}" if got is not None else ""
         return ConfigError(f"{self.file}: field '{where}': {expected}{shown}")
 
     def has(self, key: str) -> bool:
+        """Whether the mapping holds `key`."""
         return key in self.data
 
     def raw(self, key: str, default: Any = ...) -> Any:
+        """The value of `key` as read; `default` when absent, or ConfigError "is required" without one."""
         if key not in self.data:
             if default is ...:
                 raise self.error("is required", key=key)
@@ -116,10 +120,12 @@ class Doc:
         return self.data[key]
 
     def sub(self, key: str, default: Any = ...) -> Doc:
+        """The mapping under `key` as a Doc (its errors name the nested field); ConfigError if not a mapping."""
         value = self.raw(key, default)
         return Doc(value, self.file, self.field(key))
 
     def str(self, key: str, default: Any = ...) -> str:
+        """A non-empty string (or a None `default`); ConfigError otherwise."""
         value = self.raw(key, default)
         if not isinstance(value, str) or not value.strip():
             if value is default and default is None:
@@ -128,6 +134,7 @@ class Doc:
         return value
 
     def int(self, key: str, default: Any = ..., low: int | None = None) -> int:
+        """An integer (not a bool), at least `low` if given and at most MAX_INT in size; ConfigError otherwise."""
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error("expected an integer", value, key)
@@ -138,6 +145,10 @@ class Doc:
         return value
 
     def number(self, key: str, default: Any = ..., positive: bool = False) -> float:
+        """A finite number >= 0 (> 0 with `positive`) as float; `1e-12` written without a dot counts.
+
+        Raises ConfigError otherwise.
+        """
         value = _finite(_yaml11_float(self.raw(key, default)))
         if value is None:
             raise self.error("expected a finite number", self.raw(key, default), key)
@@ -155,6 +166,7 @@ class Doc:
         return value
 
     def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
+        """Raise ConfigError for the first key not in `allowed`, listing the valid ones."""
         for key in self.data:
             if key not in allowed:
                 raise self.error(f"unknown field (valid: {', '.join(sorted(allowed))})", key=str(key))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import load_dataset, stratified_split
+from nas.data import DATASETS, load_dataset, stratified_split
 from nas.errors import ConfigError
 
 
@@ -99,3 +99,18 @@ def test_digits_are_read_without_importing_scikit_learn():
     assert probe.stdout.strip() == "False"
     same = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert same.stdout.split()[-1] == "True"  # the same 1,797 images as load_digits
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_registered_dataset_keeps_the_contract(name):
+    a, again, other = load_dataset(name, 0), load_dataset(name, 0), load_dataset(name, 1)
+    assert a.name == name and a.split_seed == 0 and a.num_classes >= 2
+    for x, y in ((a.x_train, a.y_train), (a.x_val, a.y_val), (a.x_test, a.y_test)):
+        assert x.dtype == torch.float32 and tuple(x.shape[1:]) == a.input_shape
+        assert y.dtype == torch.int64 and y.dim() == 1 and len(x) == len(y) > 0
+        assert 0 <= int(y.min()) and int(y.max()) < a.num_classes
+        assert bool(torch.isfinite(x).all())
+    assert torch.equal(a.x_val, again.x_val) and torch.equal(a.y_test, again.y_test)  # the seed fixes the split
+    assert not torch.equal(a.x_val, other.x_val)  # and another seed changes it
+    d = a.describe()
+    assert (d["name"], d["train"], d["val"], d["test"]) == (name, len(a.y_train), len(a.y_val), len(a.y_test))

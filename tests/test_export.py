@@ -174,10 +174,10 @@ def test_paths_stay_inside_the_export_folder(run, tmp_path):
 
 
 def test_an_exported_copy_that_differs_fails_the_export(run, tmp_path, monkeypatch):
-    import nas.export as export
+    import nas.exporters as exporters
 
-    real = export._run_onnx
-    monkeypatch.setattr(export, "_run_onnx", lambda path, x: real(path, x) + 1e-3)
+    real = exporters._run_onnx
+    monkeypatch.setattr(exporters, "_run_onnx", lambda path, x: real(path, x) + 1e-3)
     with pytest.raises(ExportError, match=r"onnx \(ONNX Runtime, CPUExecutionProvider\) differs from PyTorch by 0.001 > 0.0001"):
         export_run(run, tmp_path / "bad", trial=0)
     card = json.loads((tmp_path / "bad" / "report_card.json").read_text())

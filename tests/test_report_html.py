@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 import shlex
@@ -19,7 +20,7 @@ from nas.cli import main, search
 from nas.html_report import render_html, reproduce_command, write_html_report
 from nas.hypervolume import hypervolume
 from nas.report import build_report, format_table, report_dict
-from nas.search import SearchSettings, run_search
+from nas.search import NOT_REPRODUCED, SearchSettings, run_search
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +98,38 @@ def test_html_is_one_self_contained_file(run, tmp_path):
     assert reproduce_command(rep.settings) in page
 
 
+def _parsed(command: str) -> SearchSettings:
+    """The settings `nas search` would run with for this command line."""
+    argv = shlex.split(command)
+    assert argv[:2] == ["nas", "search"]
+    params = search.make_context("search", argv[2:]).params
+    return SearchSettings(progress=not params.pop("quiet"), **params)
+
+
 def test_reproduce_command_parses_back_to_the_same_settings(run):
     settings = build_report(run).settings
-    args = shlex.split(reproduce_command(settings))[2:]
-    params = search.make_context("search", args).params
+    parsed = _parsed(reproduce_command(settings))
     for key in ("space", "profile", "dataset", "trials", "epochs", "sampler", "seed", "threads"):
-        assert params[key] == settings[key], key
-    assert params["objectives"].split(",") == settings["objectives"]
+        assert getattr(parsed, key) == settings[key], key
+    assert list(parsed.objectives) == settings["objectives"]
+    assert parsed.out == "runs/reproduced"
+
+
+def test_reproduce_command_carries_non_default_training_settings(tmp_path):
+    out = tmp_path / "odd"
+    run_search(SearchSettings(trials=2, epochs=1, batch_size=16, lr=0.0125, split_seed=5, seed=3, early_stop=True,
+                              early_stop_k=2, energy_budget_j=1.0, objectives=("accuracy", "energy", "params"),
+                              out=str(out)))
+    stored = build_report(out).settings
+    assert (stored["batch_size"], stored["lr"], stored["split_seed"]) == (16, 0.0125, 5)
+    command = reproduce_command(stored)
+    parsed = _parsed(command)
+    compared = [f.name for f in dataclasses.fields(SearchSettings) if f.name in stored and f.name not in NOT_REPRODUCED]
+    assert {"batch_size", "lr", "split_seed", "early_stop", "early_stop_k", "energy_budget_j"} <= set(compared)
+    for key in compared:
+        want = tuple(stored[key]) if isinstance(stored[key], list) else stored[key]
+        assert getattr(parsed, key) == want, key
+    assert command in render_html(build_report(out))
 
 
 def test_html_escapes_what_it_shows(run):

@@ -29,6 +29,7 @@ _BACKENDS = {
 
 
 def meter_names() -> tuple[str, ...]:
+    """The names of the meter backends the factory knows, sorted."""
     return tuple(sorted(_BACKENDS))
 
 

@@ -42,6 +42,7 @@ class Workload:
 
     @property
     def batch_size(self) -> int:
+        """Inputs per batch (the first dimension of `batch`)."""
         return int(self.batch.shape[0])
 
 
@@ -69,6 +70,7 @@ class Reading:
     idle_power_w: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data."""
         return asdict(self)
 
 
@@ -109,9 +111,11 @@ class EnergyRecord:
 
     @property
     def measured(self) -> bool:
+        """Whether the energy came from a sensor (`measured:...`), not an estimate."""
         return self.method.startswith("measured:")
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready data (tuples and mappings as lists and dicts)."""
         d = asdict(self)
         d["windows_j"] = list(self.windows_j)
         d["coefficients"] = dict(self.coefficients)
@@ -120,6 +124,7 @@ class EnergyRecord:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EnergyRecord:
+        """Rebuild a record from `to_dict` output; unknown keys (from a newer version) are ignored."""
         known = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in known}
         kw["windows_j"] = tuple(kw.get("windows_j", ()))

@@ -86,6 +86,9 @@ class EstimateMeter(Meter):
         self._t0: float | None = None
 
     def estimate(self, stats: ModelStats, precision: str, batch_size: int) -> EnergyRecord:
+        """The analytical energy record of one inference batch of a model with `stats` at `precision`
+        (energy per inference in J, latency per batch in s; method `estimated:analytical`).
+        """
         terms = inference_terms(stats, self.profile, precision, batch_size)
         total = terms["total_j"]
         return EnergyRecord(
@@ -116,12 +119,18 @@ class EstimateMeter(Meter):
         )
 
     def measure_inference(self, workload: Workload) -> EnergyRecord:
+        """Estimate `workload` (its model's stats, precision and batch size); runs no inference."""
         return self.estimate(workload.stats, workload.precision, workload.batch_size)
 
     def begin_window(self) -> None:
+        """Start a window (only its duration is timed; nothing is read)."""
         self._t0 = time.perf_counter()
 
     def end_window(self, work: WindowWork | None = None) -> Reading:
+        """End the window and estimate the energy of `work`, the inferences run in it.
+
+        Raises ValueError without `work`: an estimate needs to know what ran.
+        """
         duration = time.perf_counter() - (self._t0 or time.perf_counter())
         self._t0 = None
         if work is None:

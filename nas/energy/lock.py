@@ -73,6 +73,7 @@ class DeviceLock:
         self.timeout_s = timeout_s
 
     def acquire(self) -> None:
+        """Take the lock (re-entrant within a process; an flock on the lock file across processes)."""
         state = _held(self.path)
         state.thread_lock.acquire()
         try:
@@ -84,6 +85,7 @@ class DeviceLock:
             raise
 
     def release(self) -> None:
+        """Release one level of the lock; the file lock is dropped when the outermost level is."""
         state = _held(self.path)
         state.depth -= 1
         if state.depth == 0 and state.fd is not None:

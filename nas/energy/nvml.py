@@ -168,6 +168,7 @@ class PowerIntegrator:
                 return
 
     def close(self) -> None:
+        """Stop the sampling thread (waits up to 1 s)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
@@ -260,6 +261,10 @@ class NvmlSensor(Sensor):
         return self._nv.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
 
     def read_j(self) -> float:
+        """The device's energy counter in J (integrated power on GPUs without the counter).
+
+        Raises MeterUnavailable (translated from NVMLError) when the read fails.
+        """
         try:
             if self._integrator is not None:
                 return self._integrator.energy_j()
@@ -268,6 +273,7 @@ class NvmlSensor(Sensor):
             raise translate(self._nv, e, f"reading {self.device_name}") from e
 
     def close(self) -> None:
+        """Stop the integrator, if any, and shut NVML down."""
         if self._integrator is not None:
             self._integrator.close()
             self._integrator = None
@@ -307,6 +313,7 @@ class NvmlMeter(SensorMeter):
 
     @classmethod
     def clear_probe_cache(cls) -> None:
+        """Forget cached probe results (tests, or after a driver change)."""
         cls._probes.clear()
 
     @classmethod
@@ -328,6 +335,7 @@ class NvmlMeter(SensorMeter):
         return Probe(True)
 
     def open_sensor(self) -> Sensor:
+        """Initialise NVML and open the profile's GPU; raises MeterUnavailable if it cannot."""
         nv = _pynvml()
         _init(nv)
         try:

@@ -88,11 +88,14 @@ class IdleBaseline:
     measured_at: str  # ISO 8601, UTC
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain data."""
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class Window:
+    """One measurement window: the energy read in J and its duration in s."""
+
     energy_j: float
     duration_s: float
 
@@ -289,11 +292,13 @@ class SensorMeter(Meter):
     # ------------------------------------------------------------------ shared machinery
     @property
     def sensor(self) -> Sensor:
+        """The open sensor, opened on first use."""
         if self._sensor is None:
             self._sensor = self.open_sensor()
         return self._sensor
 
     def device_lock(self) -> AbstractContextManager[object]:
+        """The lock that serialises measurements on this sensor's device across processes."""
         if self._lock is None:
             self._lock = DeviceLock(self.sensor.lock_key, timeout_s=self.lock_timeout_s)
         return self._lock
@@ -314,6 +319,9 @@ class SensorMeter(Meter):
         return self._idle
 
     def measure_inference(self, workload: Workload) -> EnergyRecord:
+        """Measure `workload` with the profile's protocol, holding the device lock; the idle baseline
+        is measured on first use. Returns the full EnergyRecord (per inference, in J).
+        """
         device = workload.batch.device
         started = self.clock()
         with self.device_lock():
@@ -360,6 +368,7 @@ class SensorMeter(Meter):
         )
 
     def close(self) -> None:
+        """Close the sensor, if open."""
         if self._sensor is not None:
             self._sensor.close()
             self._sensor = None

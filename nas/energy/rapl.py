@@ -72,6 +72,7 @@ class PackageZone:
 
     @property
     def energy_file(self) -> Path:
+        """The zone's `energy_uj` counter file (microjoules)."""
         return self.path / "energy_uj"
 
 
@@ -172,13 +173,16 @@ class RaplSensor(Sensor):
             return sum(c.total_uj for c in self._counters)
 
     def read_uj(self) -> int:
+        """The summed package counters in microjoules (wraps unfolded)."""
         return self.poll()
 
     def read_j(self) -> float:
+        """The summed package counters in J."""
         return self.poll() / 1e6
 
     @property
     def wraps(self) -> int:
+        """How many counter wrap-arounds were seen, over all packages."""
         return sum(c.wraps for c in self._counters)
 
     def _run(self) -> None:
@@ -190,6 +194,7 @@ class RaplSensor(Sensor):
                 return
 
     def close(self) -> None:
+        """Stop the polling thread (waits up to 2 s)."""
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
@@ -233,9 +238,13 @@ class RaplMeter(SensorMeter):
 
     @classmethod
     def clear_probe_cache(cls) -> None:
+        """Forget cached probe results (tests, or after a permission change)."""
         cls._probes.clear()
 
     def open_sensor(self) -> Sensor:
+        """Open the RAPL package zones under the sysfs root, after checking the CPU model against the
+        profile. Raises MeterUnavailable when they are absent or unreadable.
+        """
         model = cpu_model(self.cpuinfo)
         check_device(self.profile, model)
         zones = find_packages(self.root)

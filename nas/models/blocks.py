@@ -73,6 +73,7 @@ class InvertedResidual(nn.Module):
         self.skip = stride == 1 and in_ch == out_ch
 
     def forward(self, x):  # noqa: D401
+        """x: (N, C_in, H, W) -> (N, C_out, H / stride, W / stride); adds x when shapes match."""
         y = self.body(x)
         return x + y if self.skip else y
 
@@ -81,4 +82,5 @@ class InvertedResidual(nn.Module):
 def inverted_residual(
     in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int = 4
 ) -> nn.Module:
+    """The `inverted_residual` block: MobileNetV2's expand (1x1), depthwise (k x k), project (1x1)."""
     return InvertedResidual(in_ch, out_ch, kernel, stride, act, expansion)

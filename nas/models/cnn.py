@@ -24,6 +24,10 @@ def scaled(channels: int, multiplier: float) -> int:
     unit_optional={"expansion"},
 )
 def build_cnn(arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A CNN from the genotype: stem, the units' blocks, global pooling, a linear classifier.
+
+    input_shape: (C, H, W); the model maps (N, C, H, W) to logits (N, num_classes).
+    """
     act = lookup(ACTIVATIONS, "activation", arch.params["activation"])
     mult = float(arch.params.get("width_multiplier", 1.0))
     in_ch = input_shape[0]

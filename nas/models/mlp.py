@@ -19,6 +19,10 @@ from nas.models.registry import ACTIVATIONS, lookup, register_family
     unit_optional=set(),
 )
 def build_mlp(arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """An MLP from the genotype: flatten, one Linear + activation (+ dropout) per unit, a classifier.
+
+    The model maps (N, *input_shape) to logits (N, num_classes).
+    """
     act = lookup(ACTIVATIONS, "activation", arch.params["activation"])
     dropout = float(arch.params.get("dropout", 0.0))
     layers: list[nn.Module] = [nn.Flatten()]

@@ -33,6 +33,7 @@ class FamilySchema:
 
 
 def register_block(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a block factory `fn(in_ch, out_ch, kernel, stride, act, ...)` as `name`."""
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         BLOCKS[name] = fn
         return fn
@@ -49,6 +50,9 @@ def register_family(
     unit_required: set[str],
     unit_optional: set[str],
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a model family's builder with the parameter names its genotype must and
+    may hold (top-level and per unit); the space loader checks documents against them.
+    """
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         FAMILIES[name] = FamilySchema(
             name,

@@ -20,9 +20,12 @@ from typing import Any
 
 _EXPORTS = {
     "FINGERPRINT": "nas.search.settings",
+    "NOT_REPRODUCED": "nas.search.settings",
     "SAMPLERS": "nas.search.settings",
     "SearchSettings": "nas.search.settings",
     "make_sampler": "nas.search.settings",
+    "search_arguments": "nas.search.settings",
+    "WorkerSettings": "nas.search.settings",
     "SearchContext": "nas.search.context",
     "context_from_study": "nas.search.context",
     "prepare": "nas.search.context",
@@ -33,6 +36,7 @@ _EXPORTS = {
     "finish": "nas.search.loop",
     "optimize": "nas.search.loop",
     "run_search": "nas.search.run",
+    "format_search": "nas.search.run",
     "build_table": "nas.search.bench",
 }
 

@@ -74,6 +74,7 @@ class Progress:
 
     @property
     def front_size(self) -> int:
+        """Feasible complete trials on the front so far, ties counted each."""
         return sum(self.front.values())
 
     def _postfix(self) -> None:
@@ -100,6 +101,7 @@ class Progress:
             self._postfix()
 
     def close(self) -> None:
+        """Close the progress bar, if shown."""
         if self.bar is not None:
             self.bar.close()
 

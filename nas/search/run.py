@@ -6,6 +6,7 @@ from pathlib import Path
 
 from nas.artifacts import artifact_dir
 from nas.errors import RunError
+from nas.report import build_report, format_table
 from nas.runs import RunFolder
 from nas.search.context import prepare
 from nas.search.loop import SearchResult, optimize, write_run_json
@@ -49,6 +50,29 @@ def run_search(settings: SearchSettings) -> SearchResult:
     return optimize(ctx, study, run)
 
 
+def format_search(result: SearchResult, storage: str | None = None) -> str:
+    """What `nas search` prints when done: the front table, then trials, time and training saved.
+
+    `storage` is the search's storage URL (None: the run folder's SQLite file).
+    """
+    state = "interrupted; results of finished trials written" if result.interrupted else "done"
+    lines = [
+        format_table(build_report(result.run.path, storage)),
+        f"{state}: {result.new_trials} new trials in {result.wall_s:.1f} s; "
+        f"{result.complete} complete in total. Results in {result.run.path}/ "
+        f"(pareto.json, pareto.csv, pareto.png, study.db)",
+    ]
+    sv = result.savings
+    if sv.get("over_budget_not_trained") or sv.get("stopped_early"):
+        lines.append(
+            f"saved training energy: {sv['over_budget_not_trained']} over-budget candidates not trained "
+            f"(~{sv['training_energy_saved_by_budget_j']:.3g} J), {sv['stopped_early']} stopped early "
+            f"(~{sv['training_energy_saved_by_early_stop_j']:.3g} J); spent {sv['training_energy_j']:.3g} J "
+            f"on training [{', '.join(sv['methods'])}]"
+        )
+    return "\n".join(lines)
+
+
 def _foreign_files(run: RunFolder, url: str) -> list[str]:
     """Entries of the run folder other than its study database and the database's companion files
     (its creation lock, WAL and shared-memory files): those of another process creating the study."""
@@ -57,4 +81,4 @@ def _foreign_files(run: RunFolder, url: str) -> list[str]:
     return [p.name for p in run.path.iterdir() if ours is None or not p.name.startswith(ours)]
 
 
-__all__ = ["run_search"]
+__all__ = ["format_search", "run_search"]

@@ -1,17 +1,19 @@
-"""What a search is asked to do: `SearchSettings` and the sampler registry.
+"""What a search is asked to do: `SearchSettings`, `WorkerSettings` and the sampler registry.
 
-A leaf of the search package (it imports only Optuna and `nas.errors`): the CLI, the HTML report
+A leaf of the search package (it imports only Optuna, `nas.errors`, `nas.flags` and `nas.registry`): the CLI, the HTML report
 and the workers read the defaults and valid samplers from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import optuna
 
 from nas.errors import ConfigError
+from nas.flags import option
 from nas.registry import lookup
 
 # Optuna's multi-objective samplers by name; each entry builds one from a seed.
@@ -33,35 +35,53 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 class SearchSettings:
     """Everything a search needs; defaults are the embedded single-machine set-up.
 
-    Units: `timeout_s` and `latency_budget_s` in seconds, `energy_budget_j` in joules per inference,
-    `lr` the Adam learning rate. `validate` raises ConfigError naming the flag of a bad value.
+    The one place where the search's defaults live: each field declared with `nas.flags.option`
+    carries its command-line flag and help, `nas search` builds its options from them
+    (`nas.cli_options`), and `search_arguments` turns stored settings back into flags. Units:
+    `timeout_s` and `latency_budget_s` in seconds, `energy_budget_j` in joules per inference, `lr`
+    the Adam learning rate. `validate` raises ConfigError naming the flag of a bad value.
     """
 
-    space: str = "mlp"
-    profile: str = "cpu-host"
-    dataset: str = "digits"
-    trials: int = 20
-    timeout_s: float | None = None
-    epochs: int = 3
-    sampler: str = "tpe"
-    objectives: tuple[str, ...] = ("accuracy", "energy")
-    seed: int = 0
-    out: str = "runs/default"
-    study_name: str | None = None
-    storage: str | None = None
-    threads: int = 1
-    batch_size: int = 64
-    lr: float = 3e-3
-    split_seed: int = 0
-    allow_estimate: bool = False
-    energy_budget_j: float | None = None
-    latency_budget_s: float | None = None
-    early_stop: bool = False
-    early_stop_k: int = 3
-    table: str | None = None  # replay evaluations from a `nas bench build` table instead of training
-    progress: bool = False
-    workers: int = 1  # local worker processes (nas.workers)
-    share_device: bool = False  # allow more workers than measured devices
+    space: str = option("mlp", "--space", "Search space: a shipped name (`nas spaces list`) or a YAML path.")
+    profile: str = option("cpu-host", "--profile", "Hardware profile: a shipped name (`nas profiles list`) or a YAML path.")
+    dataset: str = option("digits", "--dataset", "digits, mnist5k, or npz:PATH.")
+    trials: int = option(20, "--trials", "Complete trials the study should reach in total.")
+    timeout_s: float | None = option(None, "--timeout", "Stop after this many seconds.")
+    epochs: int = option(3, "--epochs", "Training epochs per candidate.")
+    sampler: str = option("tpe", "--sampler", "Optuna sampler: " + ", ".join(SAMPLERS) + ".")
+    objectives: tuple[str, ...] = option(
+        ("accuracy", "energy"), "--objectives", "Comma list; accuracy and energy always, plus latency and/or params."
+    )
+    seed: int = option(0, "--seed", "Seed of the sampler and of each trial's training.")
+    out: str = option("runs/default", "--out", "Run folder.")
+    study_name: str | None = option(None, "--study", "Study name (default: the run folder's name).")
+    storage: str | None = option(
+        None, "--storage", "Optuna storage URL (default: sqlite:///RUN/study.db). PostgreSQL: postgresql+psycopg://..."
+    )
+    threads: int = option(1, "--threads", "torch CPU threads per worker.")
+    batch_size: int = option(64, "--batch-size", "Training mini-batch size (inputs).")
+    lr: float = option(3e-3, "--lr", "Adam learning rate of each candidate's training.")
+    split_seed: int = option(0, "--split-seed", "Seed of the dataset's train/validation/test split.")
+    allow_estimate: bool = option(
+        False, "--allow-estimate", "If the profile's sensor is absent, use its analytical estimate (labelled 'estimated')."
+    )
+    energy_budget_j: float | None = option(
+        None, "--energy-budget",
+        "Energy per inference limit in J: candidates over it are measured, marked infeasible, and not trained.",
+    )
+    latency_budget_s: float | None = option(
+        None, "--latency-budget", "Latency per batch limit in s, checked before training like --energy-budget."
+    )
+    early_stop: bool = option(False, "--early-stop", "Stop training candidates dominated at the same epoch by finished trials.")
+    early_stop_k: int = option(3, "--early-stop-k", "How many finished trials must dominate to stop.")
+    table: str | None = option(
+        None, "--table", "Replay evaluations from a `nas bench build` table (no training; for sampler benchmarks)."
+    )
+    progress: bool = False  # a progress bar on stderr (the CLI's --quiet turns it off)
+    workers: int = option(1, "--workers", "Worker processes on this machine, sharing the study.")
+    share_device: bool = option(
+        False, "--share-device", "Allow more workers than measured devices (their loads then mix in each other's readings)."
+    )
 
     def validate(self) -> None:
         """Raise ConfigError for the first value out of range, naming its command-line flag."""
@@ -84,9 +104,66 @@ class SearchSettings:
             raise ConfigError(f"--early-stop-k: expected an integer >= 1, got {self.early_stop_k}")
 
 
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What `nas worker` needs (`nas.workers.run_worker`); everything else comes from the study.
+
+    `nas worker` reads each option's flag, default and help from these fields (`nas.flags.option`).
+    `validate` raises ConfigError naming the flag of a bad value.
+    """
+
+    storage: str = option(
+        flag="--storage", help="The study's storage URL (or set NAS_STORAGE, which keeps a password off the command line)."
+    )
+    study_name: str | None = option(None, "--study", "Study name (needed when the storage holds several).")
+    threads: int | None = option(None, "--threads", "torch CPU threads (default: the study's).")
+    # set by `nas search --workers`; else derived from host and pid
+    worker_index: int | None = option(None, "--worker-index", "")
+    # overrides the study's stored target (the latest `nas search` sets it)
+    trials: int | None = option(None, "--trials", "Complete trials the study should reach (default: the study's).")
+    timeout_s: float | None = option(None, "--timeout", "Stop after this many seconds.")
+    # where trained weights are kept (the run folder's, for local workers)
+    artifact_dir: str | None = option(None, "--artifact-dir", "Keep trained weights here.")
+
+    def validate(self) -> None:
+        """Raise ConfigError for the first value out of range, naming its command-line flag."""
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
+        if self.trials is not None and self.trials < 1:
+            raise ConfigError(f"--trials: expected an integer >= 1, got {self.trials}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
+
+
 # The settings that define what a trial's numbers mean: a study resumed with different values
 # would mix incomparable trials, so resuming with them changed is refused.
 FINGERPRINT = ("space", "profile", "dataset", "objectives", "epochs", "batch_size", "lr", "split_seed", "meter", "table")
 
 
-__all__ = ["FINGERPRINT", "SAMPLERS", "SearchSettings", "make_sampler"]
+# Where a search writes and under which name: a rerun chooses its own.
+NOT_REPRODUCED = ("out", "study_name", "storage")
+
+
+def search_arguments(stored: Mapping[str, Any]) -> list[str]:
+    """The `nas search` arguments that recreate `stored` settings (a run's stored `nas.settings`).
+
+    Every setting with a flag is written out with its stored value, defaults included, so the
+    command means the same after a default changes; switches appear when true, unset (None)
+    values and settings the run did not store are left out, as are `NOT_REPRODUCED`.
+    """
+    args: list[str] = []
+    for f in fields(SearchSettings):
+        flag = f.metadata.get("flag")
+        if flag is None or f.name in NOT_REPRODUCED or stored.get(f.name) is None:
+            continue
+        value = stored[f.name]
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            args += [flag, ",".join(map(str, value))]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
+__all__ = ["FINGERPRINT", "NOT_REPRODUCED", "SAMPLERS", "SearchSettings", "WorkerSettings", "make_sampler", "search_arguments"]

@@ -15,6 +15,7 @@ import pytest
 import torch
 from energy_fakes import POLL_S, TICK_S, FakeDevice, FakeGpu, FakeNvml, TickingModel, short_profile
 
+from nas.config import load_profile
 from nas.energy import Workload, create_meter
 from nas.energy.estimate import EstimateMeter
 from nas.energy.nvml import NvmlMeter, PowerIntegrator, visible_devices
@@ -235,12 +236,15 @@ def test_torch_without_cuda_is_unavailable(fake_nvml, monkeypatch):
     assert "has no CUDA" in NvmlMeter.probe(short_profile()).reason
 
 
-def test_import_never_touches_hardware():
+def test_import_never_touches_hardware(fake_nvml):
     import importlib
 
     import nas.energy.nvml as mod
 
+    fake = fake_nvml()
     importlib.reload(mod)  # no pynvml call at import time, even without a driver
+    mod.NvmlMeter(load_profile("nvidia-h100")).close()  # nor constructing and closing an unused meter
+    assert fake.inits == fake.shutdowns == 0
 
 
 # ----------------------------------------------------------------------------- CUDA_VISIBLE_DEVICES
