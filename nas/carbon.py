@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from nas.errors import ConfigError
 from nas.pareto import TrialRecord
 
 J_PER_KWH = 3.6e6
-INTENSITY_TABLE = Path(__file__).resolve().parent / "resources" / "grid_intensity.csv"
+INTENSITY_TABLE = Path(str(files("nas").joinpath("resources", "grid_intensity.csv")))
 
 
 # ------------------------------------------------------------------------------ grid intensity

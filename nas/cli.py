@@ -209,7 +209,7 @@ def bench_build(output: str, **kw: Any) -> None:
 # ----------------------------------------------------------------------------- spaces
 @main.group()
 def spaces() -> None:
-    """Search spaces shipped in search_spaces/."""
+    """Search spaces shipped with the package (nas/resources/search_spaces/)."""
 
 
 @spaces.command("list")
@@ -249,7 +249,7 @@ def spaces_show(name: str, as_json: bool) -> None:
 # ----------------------------------------------------------------------------- profiles
 @main.group()
 def profiles() -> None:
-    """Hardware profiles shipped in hardware_profiles/."""
+    """Hardware profiles shipped with the package (nas/resources/hardware_profiles/)."""
 
 
 @profiles.command("list")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,15 @@ from nas.hardware import (
 from nas.searchspace import Param, Repeated, SearchSpace
 from nas.yamldoc import MAX_INT, Doc, field_name, read_yaml, show_value
 
-ROOT = Path(__file__).resolve().parent.parent
-SPACES_DIR = ROOT / "search_spaces"
-PROFILES_DIR = ROOT / "hardware_profiles"
+# The shipped spaces and profiles are package data (nas/resources/), found through the import system:
+# the same folders from a checkout, an editable install or an installed wheel.
+RESOURCES_DIR = Path(str(files("nas").joinpath("resources")))
+SPACES_DIR = RESOURCES_DIR / "search_spaces"
+PROFILES_DIR = RESOURCES_DIR / "hardware_profiles"
 
 
 def resolve_named(name_or_path: str | Path, directory: Path, kind: str) -> Path:
-    """A name from `directory` (`mlp` -> search_spaces/mlp.yaml) or a path to a YAML file."""
+    """A name from `directory` (`mlp` -> nas/resources/search_spaces/mlp.yaml) or a path to a YAML file."""
     text = str(name_or_path)
     candidate = Path(text)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in text:
@@ -124,7 +127,7 @@ def _check_conditions(params: tuple[Param, ...], known: dict[str, Param], doc: D
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
-    """Load and validate a search space by name (`search_spaces/NAME.yaml`) or path."""
+    """Load and validate a search space by name (`nas/resources/search_spaces/NAME.yaml`) or path."""
     path = resolve_named(name_or_path, SPACES_DIR, "search space")
     return parse_space(read_yaml(path), str(path), path.stem)
 
@@ -252,7 +255,7 @@ def _runtime(doc: Doc, device_kind: str) -> Runtime:
 
 
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
-    """Load and validate a hardware profile by name (`hardware_profiles/NAME.yaml`) or path."""
+    """Load and validate a hardware profile by name (`nas/resources/hardware_profiles/NAME.yaml`) or path."""
     path = resolve_named(name_or_path, PROFILES_DIR, "hardware profile")
     return parse_profile(read_yaml(path), str(path), path.stem)
 
@@ -355,7 +358,7 @@ def list_profiles() -> list[Path]:
 
 
 __all__ = [
-    "EXECUTION_PROVIDERS", "PRECISIONS", "PROFILES_DIR", "RUNTIME_NAMES", "SPACES_DIR", "HardwareProfile",
+    "EXECUTION_PROVIDERS", "PRECISIONS", "PROFILES_DIR", "RESOURCES_DIR", "RUNTIME_NAMES", "SPACES_DIR", "HardwareProfile",
     "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
     "parse_profile", "parse_space", "read_yaml", "resolve_named",
 ]

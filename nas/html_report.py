@@ -166,7 +166,7 @@ def _methods_section(rep: Report, meta: dict[str, Any]) -> str:
 def _reproduce_section(rep: Report, meta: dict[str, Any]) -> str:
     s = rep.settings
     out = f"<pre>{_e(reproduce_command(s))}</pre>"
-    out += ("<p class='sub'>The space and profile names refer to search_spaces/ and hardware_profiles/; the exact "
+    out += ("<p class='sub'>The space and profile names refer to the shipped nas/resources/search_spaces/ and nas/resources/hardware_profiles/; the exact "
             "documents used are stored in the study and shown below.</p>")
     out += _table(["setting", "value"], [[k, json.dumps(v) if isinstance(v, (list, dict)) else v] for k, v in s.items()], left={0, 1})
     versions = meta.get("versions") or {}

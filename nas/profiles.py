@@ -41,7 +41,7 @@ def profile_summary(profile: HardwareProfile) -> dict[str, Any]:
 
 
 def profile_summaries() -> list[dict[str, Any]]:
-    """Every shipped profile (hardware_profiles/*.yaml), summarised."""
+    """Every shipped profile (nas/resources/hardware_profiles/*.yaml), summarised."""
     return [profile_summary(load_profile(p)) for p in list_profiles()]
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from run_helpers import MLP, assert_clean_failure, run_nas
 
 from nas.cli import main
+from nas.config import PROFILES_DIR
 
 SECRET = "s3cr3t-pw"
 
@@ -72,7 +73,7 @@ def test_bad_space_files(tmp_path, yaml_text, needles):
 
 
 def test_bad_profile_field_type(tmp_path):
-    text = (Path(__file__).resolve().parent.parent / "hardware_profiles" / "cpu-host.yaml").read_text()
+    text = (PROFILES_DIR / "cpu-host.yaml").read_text()
     path = tmp_path / "profile.yaml"
     path.write_text(text.replace("batch_size: 32", "batch_size: thirty-two"))
     line = one_line_error(cli("search", "--profile", str(path), "--out", str(tmp_path / "r")), 2)

@@ -6,9 +6,12 @@ protocol (min window 0.125 s, 3 repeats, 2 warm-up batches) a window is 8 batche
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
+import subprocess
 import sys
+import textwrap
 from dataclasses import replace
 
 import pytest
@@ -236,14 +239,51 @@ def test_torch_without_cuda_is_unavailable(fake_nvml, monkeypatch):
     assert "has no CUDA" in NvmlMeter.probe(short_profile()).reason
 
 
-def test_import_never_touches_hardware(fake_nvml):
-    import importlib
+_TOUCHES = textwrap.dedent("""
+    import json, sys, types
+    calls = []
 
-    import nas.energy.nvml as mod
+    class Trap(types.ModuleType):
+        def __getattr__(self, name):
+            if name.startswith("__"):  # module machinery (inspect, import) probing for dunders
+                raise AttributeError(name)
+            calls.append("pynvml." + name)
+            raise RuntimeError("a trap, not a driver")
 
+    sys.modules["pynvml"] = Trap("pynvml")
+    roots = (sys.argv[1], "/sys/class/powercap", "/dev/nvidia")
+
+    def hook(event, args):
+        if event in ("open", "os.listdir", "os.scandir") and args and str(args[0]).startswith(roots):
+            calls.append(event + " " + str(args[0]))
+
+    sys.addaudithook(hook)
+    import nas.energy, nas.energy.estimate, nas.energy.nvml, nas.energy.rapl
+    from nas.config import load_profile
+    at_import = list(calls)
+    for meter, profile in ((nas.energy.rapl.RaplMeter, "cpu-rapl"), (nas.energy.nvml.NvmlMeter, "nvidia-l4")):
+        try:
+            meter.probe(load_profile(profile))
+        except Exception:
+            pass  # the trap raises; what counts is that probing reached the hardware
+    print(json.dumps({"import": at_import, "probe": calls[len(at_import):]}))
+""")
+
+
+def test_import_never_touches_hardware(powercap):
+    """Importing the meters calls no NVML function and reads no sensor file; probing does both."""
+    tree = powercap()
+    proc = subprocess.run([sys.executable, "-c", _TOUCHES, str(tree.root)], capture_output=True, text=True,
+                          timeout=300, check=True)
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["import"] == []
+    assert any(c.startswith("pynvml.") for c in seen["probe"]), seen["probe"]  # the control: the trap works
+    assert any(str(tree.root) in c for c in seen["probe"]), seen["probe"]
+
+
+def test_an_unused_meter_never_initialises_nvml(fake_nvml):
     fake = fake_nvml()
-    importlib.reload(mod)  # no pynvml call at import time, even without a driver
-    mod.NvmlMeter(load_profile("nvidia-h100")).close()  # nor constructing and closing an unused meter
+    NvmlMeter(load_profile("nvidia-h100")).close()  # constructing and closing an unused meter
     assert fake.inits == fake.shutdowns == 0
 
 
