@@ -108,3 +108,12 @@ def test_config_types_and_registries_are_leaves():
     graph = import_graph()
     for leaf in ("nas.hardware", "nas.searchspace", "nas.registry", "nas.search.settings", "nas.yamldoc", "nas.flags"):
         assert graph[leaf] <= {"nas.errors", "nas.registry", "nas.flags"}, (leaf, graph[leaf])
+
+
+MAX_MODULE_LINES = 400  # one job per module: past this, a module is doing several (split it on its seams)
+
+
+def test_no_module_is_over_the_size_limit():
+    sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in module_files().items()}
+    over = {m: n for m, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not over, over
