@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import ConfigError
+
+# family -> its own short label of a genotype (families whose genotype reads better in their
+# field's notation register here, e.g. nb201's cell string); others use the generic summary
+DESCRIBERS: dict[str, Callable[[Architecture], str]] = {}
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,9 @@ class Architecture:
         return cls(family=family, params=dict(params), units=tuple(dict(u) for u in units))
 
     def describe(self) -> str:
-        """A short human-readable summary, e.g. `mlp[128,64] relu`."""
+        """A short human-readable summary, e.g. `mlp[128,64] relu`; nb201 cells as their cell string."""
+        if self.family in DESCRIBERS:
+            return DESCRIBERS[self.family](self)
         unit_keys = ("width",) if self.family == "mlp" else ("block", "channels", "repeats")
         parts = []
         for u in self.units:

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.architecture import Architecture
-from nas.models import blocks, cnn, mlp  # noqa: F401  (register blocks and families)
+from nas.models import blocks, cnn, mlp, nb201  # noqa: F401  (register blocks and families)
 from nas.models.registry import (
     ACTIVATIONS,
     BLOCKS,

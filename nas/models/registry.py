@@ -17,6 +17,8 @@ from nas.registry import lookup  # noqa: F401  (re-exported: the families' modul
 BLOCKS: dict[str, Callable[..., Any]] = {}
 FAMILIES: dict[str, FamilySchema] = {}
 ACTIVATIONS: dict[str, Callable[[], Any]] = {}
+# parameters whose values are names a family defines (e.g. nb201's edges -> its operations)
+PARAM_CHOICES: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -76,4 +78,4 @@ def valid_choices(param: str) -> tuple[str, ...] | None:
         return tuple(sorted(ACTIVATIONS))
     if param == "precision":
         return PRECISIONS
-    return None
+    return PARAM_CHOICES.get(param)
