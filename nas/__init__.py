@@ -19,6 +19,7 @@ _EXPORTS = {
     "Dataset": "nas.data",
     "load_dataset": "nas.data",
     "EnergyRecord": "nas.energy",
+    "estimate_module": "nas.energy.estimate",
     "create_meter": "nas.energy",
     "ConfigError": "nas.errors",
     "ExportError": "nas.errors",

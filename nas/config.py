@@ -19,10 +19,12 @@ from nas.errors import ConfigError
 from nas.hardware import (
     EXECUTION_PROVIDERS,
     PRECISIONS,
+    RUNTIME_COEFFICIENTS,
     RUNTIME_NAMES,
     HardwareProfile,
     Protocol,
     Runtime,
+    RuntimeEstimate,
     Sourced,
     runtime_precisions,
 )
@@ -254,6 +256,38 @@ def _runtime(doc: Doc, device_kind: str) -> Runtime:
     return Runtime(name, provider, threads)
 
 
+def _runtime_estimates(est: Doc, precisions: tuple[str, ...]) -> dict[str, RuntimeEstimate]:
+    """`estimate.runtimes`: per runtime, coefficients overriding the general ones (see RuntimeEstimate)."""
+    doc = est.sub("runtimes")
+    doc.check_keys(set(RUNTIME_NAMES))
+    out: dict[str, RuntimeEstimate] = {}
+    for name in doc.data:
+        sub = doc.sub(str(name))
+        sub.check_keys({*RUNTIME_COEFFICIENTS, "folds_batch_norm", "fuses_activation", "calibration"})
+        values: dict[str, Sourced | Mapping[str, Sourced]] = {}
+        for key in RUNTIME_COEFFICIENTS:
+            if not sub.has(key):
+                continue
+            if key == "energy_per_mac_j":
+                per = sub.sub(key)
+                per.check_keys(set(PRECISIONS))
+                values[key] = {str(p): _sourced(per, str(p), positive=False) for p in per.data}
+            else:
+                values[key] = _sourced(sub, key, positive=False)
+        flags = {}
+        for flag in ("folds_batch_norm", "fuses_activation"):
+            value = sub.raw(flag, None)
+            if value is not None and not isinstance(value, bool):
+                raise sub.error("expected true or false", value, flag)
+            flags[flag] = value
+        calibration = sub.raw("calibration", None)
+        if calibration is not None and not isinstance(calibration, Mapping):
+            raise sub.error("expected a mapping (written by nas profiles calibrate)", calibration, "calibration")
+        out[str(name)] = RuntimeEstimate(values, flags["folds_batch_norm"], flags["fuses_activation"],
+                                         dict(calibration) if calibration is not None else None)
+    return out
+
+
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """Load and validate a hardware profile by name (`nas/resources/hardware_profiles/NAME.yaml`) or path."""
     path = resolve_named(name_or_path, PROFILES_DIR, "hardware profile")
@@ -299,7 +333,8 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     mem = doc.sub("memory")
     mem.check_keys({"bandwidth_bytes_per_s", "cache_bytes"})
     est = doc.sub("estimate")
-    est.check_keys({"energy_per_mac_j", "energy_per_byte_dram_j", "energy_per_byte_cache_j", "static_power_w"})
+    est.check_keys({"energy_per_mac_j", "energy_per_byte_dram_j", "energy_per_byte_cache_j", "static_power_w",
+                    "energy_per_element_op_j", "runtimes"})
     throughput = doc.sub("throughput")
     throughput.check_keys({"peak_macs_per_s"})
     carbon = doc.sub("carbon")
@@ -349,6 +384,8 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         protocol=proto,
         source=file,
         runtime=runtime,
+        energy_per_element_op_j=_sourced(est, "energy_per_element_op_j") if est.has("energy_per_element_op_j") else None,
+        estimate_runtimes=_runtime_estimates(est, tuple(precisions)) if est.has("runtimes") else {},
     )
 
 

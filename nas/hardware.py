@@ -7,7 +7,7 @@ registry name these types and the precisions without importing the loaders.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Numeric formats a model can run in (nas.models re-exports it). Defined in this leaf module, not
@@ -75,6 +75,27 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class RuntimeEstimate:
+    """A profile's estimate coefficients for one runtime (`estimate.runtimes.NAME`), overriding the
+    general ones: `values` maps a coefficient name to a Sourced number (energy_per_mac_j: one per
+    precision); `folds_batch_norm` / `fuses_activation` override what the runtime is known to do
+    (None: as nas.energy.estimate.RUNTIME_DEFAULTS says); `calibration`: the provenance record
+    `nas profiles calibrate` wrote (file, sha256, networks, held-out errors), flat scalars and
+    mappings of scalars."""
+
+    values: Mapping[str, Sourced | Mapping[str, Sourced]]
+    folds_batch_norm: bool | None = None
+    fuses_activation: bool | None = None
+    calibration: Mapping[str, Any] | None = None
+
+
+# coefficients an `estimate.runtimes.NAME` section may set (nas.energy.estimate documents them)
+RUNTIME_COEFFICIENTS = ("energy_per_mac_j", "energy_per_element_op_j", "energy_per_byte_cache_j",
+                        "energy_per_byte_dram_j", "energy_per_call_j", "energy_per_inference_j", "static_power_w",
+                        "seconds_per_call")
+
+
+@dataclass(frozen=True)
 class HardwareProfile:
     """A validated hardware profile (from YAML): the meter and device it measures, the batch size
     and precisions of the deployed model, the estimate's coefficients (each a `Sourced` number in SI
@@ -103,6 +124,10 @@ class HardwareProfile:
     protocol: Protocol
     source: str
     runtime: Runtime = Runtime()
+    # estimate coefficients beyond the core five: a general energy per element operation, and per
+    # runtime overrides of any coefficient (written by `nas profiles calibrate`)
+    energy_per_element_op_j: Sourced | None = None
+    estimate_runtimes: Mapping[str, RuntimeEstimate] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data (dataclasses.asdict)."""
@@ -110,6 +135,6 @@ class HardwareProfile:
 
 
 __all__ = [
-    "EXECUTION_PROVIDERS", "PRECISIONS", "RUNTIME_NAMES", "HardwareProfile", "Protocol", "Runtime", "Sourced",
-    "runtime_precisions",
+    "EXECUTION_PROVIDERS", "PRECISIONS", "RUNTIME_COEFFICIENTS", "RUNTIME_NAMES", "HardwareProfile", "Protocol",
+    "Runtime", "RuntimeEstimate", "Sourced", "runtime_precisions",
 ]

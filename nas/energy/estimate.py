@@ -1,79 +1,318 @@
-"""The analytical estimate: energy from counts and the profile's coefficients, never from a sensor.
+"""The analytical estimate: energy from the operators a network runs and the profile's coefficients.
 
-energy per inference = MACs x energy per MAC (by precision)
-                     + bytes moved x energy per byte (cache or DRAM, by working set)
-                     + static power x roofline latency
-The roofline latency is the larger of compute time (MACs / peak MAC/s) and DRAM time
-(DRAM bytes / bandwidth); it is modelled, not timed, so the estimate is deterministic. Weights are
-read once per batch (their cost is divided by the batch size); activations move per inference.
+Deterministic (nothing is timed), labelled `estimated:analytical`, and a model of the hardware: every
+operator that runs at inference (nas.energy.opgraph: recorded at PyTorch's dispatcher) is charged
+for what it does on the device, in the deployed runtime. Per forward call of a batch of B inputs:
+
+    energy = sum over operators of
+               e_mac[precision] x MACs                            arithmetic of conv / matmul
+             + e_element x element operations x (bytes/elem / 4)   pooling, batch-norm, activations,
+                                                                   residual adds, ... (SIMD lanes
+                                                                   scale with the element width)
+             + e_cache x bytes from cache + e_dram x bytes from DRAM
+             + e_call                                              dispatch overhead per operator
+           + e_inference                                           fixed cost per forward call
+           + static power x modelled latency
+    energy per inference = energy / B
+
+Memory traffic: an operator reads its inputs and weights and writes its output. Its activations (B x
+inputs + outputs) stay in the cache when its working set (activations + weights) fits, and the part
+of the working set beyond the cache goes to DRAM (a smooth spill, so a bigger layer never costs less:
+no cache cliff). Weights are read once per batch; they come from the cache only if all the network's
+weights fit in it (otherwise every batch streams them from DRAM), with the same smooth spill.
+
+The runtime (`torch`, `torchscript`, `onnxruntime`) decides which operators run: ONNX Runtime folds a
+batch-norm into the convolution before it (ORT's Conv+BatchNormalization fusion, basic graph
+optimisations) and fuses a following ReLU/Clip/Sigmoid/Tanh/LeakyRelu into the Conv or Gemm (ORT's
+Conv/Gemm activation fusions, extended optimisations, both on by default); eager PyTorch and a traced
+(not frozen) TorchScript module run batch-norm and activations as their own operators. Eval-time
+no-ops (dropout, identity) dispatch nothing and views (flatten, reshape of contiguous data,
+transpose) move nothing, so they cost nothing.
+
+The modelled latency of a batch is, per operator, the larger of its compute time (MACs / peak MAC/s)
+and its DRAM time (DRAM bytes / bandwidth), plus the runtime's time per operator call.
+
+Every coefficient comes from the profile (`estimate:` section; `estimate.runtimes.RUNTIME` overrides
+any of them for one runtime; calibration writes there) or, for the dispatch overheads the profile
+does not give, from RUNTIME_DEFAULTS below; each keeps its source.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nas.energy.base import BYTES_PER_ELEM, EnergyRecord, Meter, Reading, WindowWork, Workload
+from nas.energy.opgraph import OperatorGraph, operator_graph, summary_graph
 from nas.errors import ConfigError
-from nas.hardware import HardwareProfile
-from nas.models import ModelStats
+from nas.hardware import HardwareProfile, Sourced
 
 METHOD = "estimated:analytical"
+TRAINING_METHOD = "estimated:wall-time x active power"
+
+# The coefficients a calibration fits; the estimate is linear in them (`features`).
+FITTED = ("energy_per_mac_j", "energy_per_element_op_j", "energy_per_byte_cache_j", "energy_per_byte_dram_j",
+          "energy_per_call_j", "energy_per_inference_j", "static_power_w")
+# What each fitted coefficient multiplies, per inference (the keys of `features`).
+FEATURE_UNITS = {"energy_per_mac_j": "MACs", "energy_per_element_op_j": "element operations (fp32-equivalent)",
+                 "energy_per_byte_cache_j": "bytes from cache", "energy_per_byte_dram_j": "bytes from DRAM",
+                 "energy_per_call_j": "operator calls", "energy_per_inference_j": "forward calls",
+                 "static_power_w": "modelled seconds"}
+TERM_NAMES = {"energy_per_mac_j": "compute_j", "energy_per_element_op_j": "elementwise_j",
+              "energy_per_byte_cache_j": "cache_j", "energy_per_byte_dram_j": "dram_j",
+              "energy_per_call_j": "calls_j", "energy_per_inference_j": "inference_j", "static_power_w": "static_j"}
 
 
-def inference_terms(stats: ModelStats, profile: HardwareProfile, precision: str, batch_size: int) -> dict[str, float]:
-    """The estimate's terms for one inference at `batch_size`, in joules and seconds."""
-    bpe = BYTES_PER_ELEM[precision]
-    e_mac = _coef(profile.energy_per_mac_j, precision, profile)
-    peak = _coef(profile.peak_macs_per_s, precision, profile)
-    cache = profile.cache_bytes.value
-    weight_bytes = stats.params * bpe
-    # each activation is written once and read once by the next layer
-    act_bytes = 2 * (stats.activation_elems + stats.input_elems) * bpe
-    weights_in_cache = weight_bytes <= cache
-    acts_in_cache = weight_bytes + batch_size * act_bytes <= cache
-    e_cache, e_dram = profile.energy_per_byte_cache_j.value, profile.energy_per_byte_dram_j.value
-    weight_j = weight_bytes / batch_size * (e_cache if weights_in_cache else e_dram)
-    act_j = act_bytes * (e_cache if acts_in_cache else e_dram)
-    dram_bytes_batch = (0 if weights_in_cache else weight_bytes) + (0 if acts_in_cache else batch_size * act_bytes)
-    compute_s = batch_size * stats.macs / peak
-    memory_s = dram_bytes_batch / profile.memory_bandwidth_bytes_per_s.value
-    latency_batch_s = max(compute_s, memory_s)
-    compute_j = stats.macs * e_mac
-    static_j = profile.static_power_w.value * latency_batch_s / batch_size
-    return {
-        "compute_j": compute_j,
-        "weights_j": weight_j,
-        "activations_j": act_j,
-        "static_j": static_j,
-        "total_j": compute_j + weight_j + act_j + static_j,
-        "latency_batch_s": latency_batch_s,
-        "bound": "compute" if compute_s >= memory_s else "memory",
-    }
+@dataclass(frozen=True)
+class RuntimeDefaults:
+    """What a runtime does to the operator graph, and its dispatch overheads when the profile is silent."""
+
+    folds_batch_norm: bool
+    fuses_activation: bool
+    seconds_per_call: Sourced
+    seconds_per_inference: Sourced
 
 
-def _coef(table: Any, precision: str, profile: HardwareProfile) -> float:
-    if precision not in table:
-        raise ConfigError(
-            f"{profile.source}: profile has no coefficient for precision {precision!r} "
-            f"(has: {', '.join(sorted(table))})"
-        )
-    return table[precision].value
+# Dispatch overheads measured on the development host (2-vCPU Xeon slice at 2.6 GHz, one thread,
+# torch 2.13, onnxruntime 1.2x), `benchmarks/estimate_check.py --overheads`; a slower core pays
+# more, which is what calibrating `energy_per_call_j` on the device is for.
+RUNTIME_DEFAULTS: dict[str, RuntimeDefaults] = {
+    "torch": RuntimeDefaults(
+        False, False,
+        Sourced(6.0e-6, "measured on the development host: eager PyTorch, time per operator of a chain of "
+                        "tiny nn.Module layers (module call + ATen dispatch), benchmarks/estimate_check.py"),
+        Sourced(5.0e-6, "measured on the development host: eager PyTorch forward of an empty nn.Sequential "
+                        "plus input handling, benchmarks/estimate_check.py"),
+    ),
+    "torchscript": RuntimeDefaults(
+        False, False,
+        Sourced(3.0e-6, "measured on the development host: torch.jit.trace'd chain of tiny layers, time per "
+                        "operator (the interpreter skips Python module calls), benchmarks/estimate_check.py"),
+        Sourced(1.0e-5, "measured on the development host: TorchScript forward call of an almost empty "
+                        "traced module, benchmarks/estimate_check.py"),
+    ),
+    "onnxruntime": RuntimeDefaults(
+        True, True,
+        Sourced(1.5e-6, "measured on the development host: ONNX Runtime CPU provider, one thread, time per "
+                        "node of a chain of tiny nodes, benchmarks/estimate_check.py"),
+        Sourced(1.5e-5, "measured on the development host: InferenceSession.run of an almost empty graph "
+                        "(input/output binding), benchmarks/estimate_check.py"),
+    ),
+}
+
+ELEMENT_OP_PER_MAC = 0.2  # Horowitz ISSCC 2014 (45 nm): fp32 add 0.9 pJ vs fp32 multiply-add 4.6 pJ
 
 
-def coefficient_table(profile: HardwareProfile, precision: str) -> dict[str, dict[str, Any]]:
-    """Every coefficient the estimate used, with its source."""
-    used = {
-        f"energy_per_mac_j[{precision}]": profile.energy_per_mac_j[precision],
-        f"peak_macs_per_s[{precision}]": profile.peak_macs_per_s[precision],
+@dataclass(frozen=True)
+class Coefficients:
+    """Every number the estimate uses for one profile, runtime and precision, each with its source.
+
+    `values` holds the FITTED coefficients (J per MAC / element operation / byte / call / forward
+    call, W) and the constants `seconds_per_call`, `peak_macs_per_s`, `memory_bandwidth_bytes_per_s`,
+    `cache_bytes`. `folds_batch_norm` / `fuses_activation` say what the runtime does to the graph.
+    """
+
+    profile: str
+    runtime: str
+    precision: str
+    values: Mapping[str, Sourced]
+    folds_batch_norm: bool
+    fuses_activation: bool
+
+    def value(self, name: str) -> float:
+        return self.values[name].value
+
+    def with_values(self, new: Mapping[str, float], source: str) -> Coefficients:
+        """A copy with `new` values (all labelled `source`)."""
+        values = dict(self.values)
+        values.update({k: Sourced(float(v), source) for k, v in new.items()})
+        return replace(self, values=values)
+
+    def table(self) -> dict[str, dict[str, Any]]:
+        """{name: {value, source}} for records and reports."""
+        out: dict[str, dict[str, Any]] = {k: {"value": v.value, "source": v.source} for k, v in self.values.items()}
+        out["folds_batch_norm"] = {"value": self.folds_batch_norm, "source": f"runtime {self.runtime}"}
+        out["fuses_activation"] = {"value": self.fuses_activation, "source": f"runtime {self.runtime}"}
+        return out
+
+
+def runtime_of(profile: HardwareProfile) -> str:
+    """The runtime the profile's deployed networks run in (the profile's `runtime`, default torch)."""
+    return profile.runtime.name
+
+
+def coefficients(profile: HardwareProfile, precision: str | None = None, runtime: str | None = None) -> Coefficients:
+    """The estimate's coefficients for `profile` at `precision` in `runtime` (defaults: the profile's).
+
+    A value in the profile's `estimate.runtimes.RUNTIME` section wins over the profile's general
+    `estimate` value, which wins over RUNTIME_DEFAULTS. Raises ConfigError when the profile has no
+    energy per MAC or peak throughput for `precision`, or the runtime is unknown.
+    """
+    precision = precision or profile.precision
+    runtime = runtime or runtime_of(profile)
+    if runtime not in RUNTIME_DEFAULTS:
+        raise ConfigError(f"{profile.source}: no estimate for runtime {runtime!r} (valid: {', '.join(RUNTIME_DEFAULTS)})")
+    defaults = RUNTIME_DEFAULTS[runtime]
+    for table, what in ((profile.energy_per_mac_j, "estimate.energy_per_mac_j"),
+                        (profile.peak_macs_per_s, "throughput.peak_macs_per_s")):
+        if precision not in table:
+            raise ConfigError(f"{profile.source}: field '{what}': no value for precision {precision!r} "
+                              f"(has: {', '.join(sorted(table))})")
+    active_w = max(profile.peak_power_w.value - profile.idle_power_w.value, 0.0)
+    e_mac_fp32 = profile.energy_per_mac_j.get("fp32", profile.energy_per_mac_j[precision])
+    values: dict[str, Sourced] = {
+        "energy_per_mac_j": profile.energy_per_mac_j[precision],
+        "energy_per_element_op_j": Sourced(
+            ELEMENT_OP_PER_MAC * e_mac_fp32.value,
+            f"{ELEMENT_OP_PER_MAC} x the fp32 energy per MAC (Horowitz ISSCC 2014: fp32 add 0.9 pJ, "
+            f"multiply-add 4.6 pJ); fp32 MAC: {e_mac_fp32.source}"),
         "energy_per_byte_cache_j": profile.energy_per_byte_cache_j,
         "energy_per_byte_dram_j": profile.energy_per_byte_dram_j,
-        "cache_bytes": profile.cache_bytes,
-        "memory_bandwidth_bytes_per_s": profile.memory_bandwidth_bytes_per_s,
+        "energy_per_call_j": Sourced(
+            defaults.seconds_per_call.value * active_w,
+            f"seconds per call x (peak_w - idle_w) = {defaults.seconds_per_call.value:g} s x {active_w:g} W "
+            f"(dispatch time at busy power; time: {defaults.seconds_per_call.source})"),
+        "energy_per_inference_j": Sourced(
+            defaults.seconds_per_inference.value * active_w,
+            f"seconds per forward call x (peak_w - idle_w) = {defaults.seconds_per_inference.value:g} s x "
+            f"{active_w:g} W (time: {defaults.seconds_per_inference.source})"),
         "static_power_w": profile.static_power_w,
+        "seconds_per_call": defaults.seconds_per_call,
+        "peak_macs_per_s": profile.peak_macs_per_s[precision],
+        "memory_bandwidth_bytes_per_s": profile.memory_bandwidth_bytes_per_s,
+        "cache_bytes": profile.cache_bytes,
     }
-    return {k: {"value": v.value, "source": v.source} for k, v in used.items()}
+    if profile.energy_per_element_op_j is not None:
+        values["energy_per_element_op_j"] = profile.energy_per_element_op_j
+    folds, fuses = defaults.folds_batch_norm, defaults.fuses_activation
+    override = profile.estimate_runtimes.get(runtime)
+    if override is not None:
+        for k, v in override.values.items():
+            if isinstance(v, Mapping):  # per precision
+                if precision in v:
+                    values[k] = v[precision]
+            else:
+                values[k] = v
+        folds = override.folds_batch_norm if override.folds_batch_norm is not None else folds
+        fuses = override.fuses_activation if override.fuses_activation is not None else fuses
+    return Coefficients(profile.name, runtime, precision, values, folds, fuses)
+
+
+# ----------------------------------------------------------------------------------- the model
+def _spill(working_set: float, cache: float) -> float:
+    """Share of a working set that does not fit in the cache (0 when it fits)."""
+    return max(0.0, working_set - cache) / working_set if working_set > 0 else 0.0
+
+
+def features(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> dict[str, float]:
+    """Per inference, the quantity each FITTED coefficient multiplies (energy = sum of coef x feature).
+
+    `graph` is the network's own (float) operator graph for one sample; the runtime's folding and
+    fusion are applied here. Units: FEATURE_UNITS.
+    """
+    b = int(batch_size)
+    bpe = BYTES_PER_ELEM[coefs.precision]
+    cache = coefs.value("cache_bytes")
+    peak = coefs.value("peak_macs_per_s")
+    bandwidth = coefs.value("memory_bandwidth_bytes_per_s")
+    ops = graph.deployed(coefs.folds_batch_norm, coefs.fuses_activation).operators
+    weights_total = graph.weight_elems_total * bpe
+    weight_spill = _spill(weights_total, cache)
+    macs = elems = cache_bytes = dram_bytes = latency = 0.0
+    for op in ops:
+        act = op.activation_elems * bpe * b
+        w = op.weight_elems * bpe
+        spill = _spill(act + w, cache)
+        op_dram = act * spill + w * weight_spill
+        macs += op.macs * b
+        elems += op.element_ops * b
+        dram_bytes += op_dram
+        cache_bytes += act + w - op_dram
+        latency += max(op.macs * b / peak, op_dram / bandwidth)
+    latency += len(ops) * coefs.value("seconds_per_call")
+    return {
+        "energy_per_mac_j": macs / b,
+        "energy_per_element_op_j": elems * bpe / 4 / b,
+        "energy_per_byte_cache_j": cache_bytes / b,
+        "energy_per_byte_dram_j": dram_bytes / b,
+        "energy_per_call_j": len(ops) / b,
+        "energy_per_inference_j": 1 / b,
+        "static_power_w": latency / b,
+    }
+
+
+def inference_terms(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> dict[str, float]:
+    """The estimate's terms for one inference at `batch_size`: each in joules (`compute_j`,
+    `elementwise_j`, `cache_j`, `dram_j`, `calls_j`, `inference_j`, `static_j`), their sum
+    `total_j`, the modelled `latency_batch_s` (seconds per batch) and `operator_calls` (per batch)."""
+    f = features(graph, coefs, batch_size)
+    terms = {TERM_NAMES[k]: coefs.value(k) * f[k] for k in FITTED}
+    terms["total_j"] = sum(terms[TERM_NAMES[k]] for k in FITTED)
+    terms["latency_batch_s"] = f["static_power_w"] * batch_size
+    terms["operator_calls"] = f["energy_per_call_j"] * batch_size
+    return terms
+
+
+def predict(feature_row: Mapping[str, float], values: Mapping[str, float]) -> float:
+    """Energy per inference (J) from a `features` row and coefficient values."""
+    return sum(feature_row[k] * values[k] for k in FITTED)
+
+
+# ----------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Estimate:
+    """The estimate of one network: energy per inference (J) with its terms, MACs and parameters
+    per sample, the modelled latency of a batch (s), and the coefficients used (with sources)."""
+
+    energy_per_inference_j: float
+    terms: Mapping[str, float]
+    macs: int
+    params: int
+    latency_s: float
+    batch_size: int
+    coefficients: Coefficients
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "energy_per_inference_j": self.energy_per_inference_j,
+            "method": METHOD,
+            "macs": self.macs,
+            "params": self.params,
+            "latency_s": self.latency_s,
+            "batch_size": self.batch_size,
+            "precision": self.coefficients.precision,
+            "runtime": self.coefficients.runtime,
+            "profile": self.coefficients.profile,
+            "terms": dict(self.terms),
+        }
+
+
+def estimate_graph(graph: OperatorGraph, params: int, coefs: Coefficients, batch_size: int) -> Estimate:
+    """The estimate of a recorded operator graph (see `estimate_module` for a module)."""
+    terms = inference_terms(graph, coefs, batch_size)
+    return Estimate(terms["total_j"], {k: v for k, v in terms.items() if k.endswith("_j") or k == "operator_calls"},
+                    graph.macs, params, terms["latency_batch_s"], batch_size, coefs)
+
+
+def estimate_module(module: Any, input_shape: Any, profile: HardwareProfile | str, *,
+                    batch_size: int | None = None, precision: str | None = None,
+                    runtime: str | None = None) -> Estimate:
+    """Energy per inference of any `nn.Module` on `profile` (a HardwareProfile, a shipped profile's
+    name or a YAML path), for inputs of `input_shape` (one sample, no batch dimension, e.g.
+    (3, 32, 32)), at the profile's batch size, precision and runtime unless given.
+
+    Returns an Estimate (joules, MACs, parameters, terms, coefficients with sources). The module is
+    not changed. Raises ConfigError for an unknown profile, precision or runtime.
+    """
+    from nas.config import load_profile
+
+    prof = profile if isinstance(profile, HardwareProfile) else load_profile(profile)
+    graph = operator_graph(module, tuple(input_shape))
+    params = sum(int(p.numel()) for p in module.parameters())
+    coefs = coefficients(prof, precision, runtime)
+    return estimate_graph(graph, params, coefs, batch_size or prof.batch_size)
 
 
 class EstimateMeter(Meter):
@@ -85,15 +324,19 @@ class EstimateMeter(Meter):
         super().__init__(profile)
         self._t0: float | None = None
 
-    def estimate(self, stats: ModelStats, precision: str, batch_size: int) -> EnergyRecord:
-        """The analytical energy record of one inference batch of a model with `stats` at `precision`
-        (energy per inference in J, latency per batch in s; method `estimated:analytical`).
-        """
-        terms = inference_terms(stats, self.profile, precision, batch_size)
-        total = terms["total_j"]
+    def estimate(self, stats: Any, precision: str, batch_size: int, graph: OperatorGraph | None = None) -> EnergyRecord:
+        """The record for a network whose ModelStats are `stats` (its `operators` graph is used, or
+        `graph` when given) at `precision` and `batch_size`."""
+        graph = graph or stats.operators
+        if graph is None:  # counts recorded without a graph: one operator doing all the work
+            graph = summary_graph(stats.params, stats.macs, stats.activation_elems, stats.input_elems)
+        coefs = coefficients(self.profile, precision)
+        result = estimate_graph(graph, stats.params, coefs, batch_size)
+        total = result.energy_per_inference_j
         return EnergyRecord(
             method=METHOD,
-            api="analytical model (MACs, bytes moved, static power x roofline latency)",
+            api=f"analytical operator-level model ({coefs.runtime} runtime: per-operator MACs, element "
+                f"operations, bytes from cache/DRAM, calls; per forward call; static power x modelled latency)",
             scope="model",
             device_name=f"{self.profile.name} (modelled)",
             driver_version=None,
@@ -109,40 +352,50 @@ class EstimateMeter(Meter):
             inferences_per_window=None,
             idle_power_w=None,
             idle_subtracted=False,
-            latency_s=terms["latency_batch_s"],
-            latency_method="estimated:roofline",
+            latency_s=result.latency_s,
+            latency_method="estimated:operator roofline + dispatch",
             coefficients={
                 "profile": self.profile.name,
-                "terms": {k: v for k, v in terms.items() if k != "latency_batch_s"},
-                "coefficients": coefficient_table(self.profile, precision),
+                "runtime": coefs.runtime,
+                "terms": dict(result.terms),
+                "coefficients": coefs.table(),
             },
         )
 
     def measure_inference(self, workload: Workload) -> EnergyRecord:
-        """Estimate `workload` (its model's stats, precision and batch size); runs no inference."""
-        return self.estimate(workload.stats, workload.precision, workload.batch_size)
+        graph = workload.stats.operators
+        if graph is None:
+            graph = operator_graph(workload.model, tuple(workload.batch.shape[1:]))
+        return self.estimate(workload.stats, workload.precision, workload.batch_size, graph)
 
     def begin_window(self) -> None:
-        """Start a window (only its duration is timed; nothing is read)."""
         self._t0 = time.perf_counter()
 
     def end_window(self, work: WindowWork | None = None) -> Reading:
-        """End the window and estimate the energy of `work`, the inferences run in it.
-
-        Raises ValueError without `work`: an estimate needs to know what ran.
-        """
+        """The window's energy: its measured wall time on this host x the profile's active power
+        (peak_w - idle_w), labelled `estimated:wall-time x active power`. `work` is not needed."""
         duration = time.perf_counter() - (self._t0 or time.perf_counter())
         self._t0 = None
-        if work is None:
-            raise ValueError("the estimate meter needs the window's work (WindowWork) to estimate it")
-        return replace(self.estimate_work(work), duration_s=duration)
+        return Reading(energy_j=duration * self.active_power_w(), duration_s=duration, method=TRAINING_METHOD)
 
-    def estimate_work(self, work: WindowWork) -> Reading:
-        """Energy of `work` (e.g. a training run that was never run): arithmetic, DRAM traffic and
-        static power over the roofline time."""
+    def active_power_w(self) -> float:
+        """The power the profile's device draws while busy above idle (peak_w - idle_w), W."""
+        return max(self.profile.peak_power_w.value - self.profile.idle_power_w.value, 0.0)
+
+    def estimate_work(self, work: WindowWork, duration_s: float | None = None) -> Reading:
+        """Energy of `work` that never ran (e.g. training skipped by a budget): its expected time
+        `duration_s` x active power when known, else arithmetic, DRAM traffic and static power over
+        the roofline time (a lower bound)."""
         p = self.profile
-        e_mac = _coef(p.energy_per_mac_j, work.precision, p)
-        peak = _coef(p.peak_macs_per_s, work.precision, p)
-        modelled_s = max(work.macs / peak, work.bytes_moved / p.memory_bandwidth_bytes_per_s.value)
-        energy = work.macs * e_mac + work.bytes_moved * p.energy_per_byte_dram_j.value + p.static_power_w.value * modelled_s
+        if duration_s is not None:
+            return Reading(energy_j=duration_s * self.active_power_w(), duration_s=0.0, method=TRAINING_METHOD)
+        coefs = coefficients(p, work.precision)
+        peak = coefs.value("peak_macs_per_s")
+        modelled_s = max(work.macs / peak, work.bytes_moved / coefs.value("memory_bandwidth_bytes_per_s"))
+        energy = (work.macs * coefs.value("energy_per_mac_j") + work.bytes_moved * coefs.value("energy_per_byte_dram_j")
+                  + coefs.value("static_power_w") * modelled_s)
         return Reading(energy_j=energy, duration_s=0.0, method=METHOD)
+
+
+__all__ = ["FITTED", "METHOD", "RUNTIME_DEFAULTS", "Coefficients", "Estimate", "EstimateMeter", "coefficients",
+           "estimate_graph", "estimate_module", "features", "inference_terms", "predict", "runtime_of"]

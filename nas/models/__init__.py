@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.architecture import Architecture
+from nas.energy.opgraph import GraphRecorder, OperatorGraph
 from nas.models import blocks, cnn, mlp, nb201  # noqa: F401  (register blocks and families)
 from nas.models.registry import (
     ACTIVATIONS,
@@ -56,6 +57,8 @@ class ModelStats:
     macs: int
     activation_elems: int
     input_elems: int
+    # every operator the forward pass ran (nas.energy.opgraph), for the operator-level estimate
+    operators: OperatorGraph | None = field(default=None, compare=False, repr=False)
 
 
 def model_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
@@ -78,8 +81,9 @@ def model_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
     handles = [m.register_forward_hook(hook) for m in leaves]
     was_training = model.training
     model.eval()
+    recorder = GraphRecorder([*model.parameters(), *model.buffers()])
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter, recorder:
             model(x)
         macs = counter.get_total_flops() // 2
     finally:
@@ -91,4 +95,5 @@ def model_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
         macs=int(macs),
         activation_elems=int(outputs),
         input_elems=int(x.numel()),
+        operators=recorder.graph(int(x.numel())),
     )

@@ -1,0 +1,291 @@
+"""The operators a module runs at inference, recorded at PyTorch's dispatcher.
+
+`operator_graph(module, input_shape)` runs one eval-mode forward pass of one sample under a
+`TorchDispatchMode` (the mechanism `torch.utils.flop_counter.FlopCounterMode` is built on) and
+records every ATen operator that actually executes: its kind, its MACs (from
+`torch.utils.flop_counter`'s own formulas, FLOPs / 2), its non-MAC element operations, and the
+elements it reads and writes, split into activations and weights (parameters and buffers).
+
+Why the dispatcher and not torch.fx or module hooks: an FX symbolic trace fails on data-dependent
+Python control flow and sees functional calls only as graph nodes, and leaf-module hooks miss
+everything written in a `forward` (`x + y`, `x.mul(0)`, `torch.cat`); at the dispatcher every
+operator that runs is seen once, with real shapes, whatever the module's code looks like, and any
+`nn.Module` works. What does not run costs nothing by construction: `nn.Identity` and eval-mode
+`nn.Dropout` dispatch no operator; views (`view`, `flatten`, `t`, `expand`, ...) are recognised by
+their schema (the output aliases an input without writing it) and recorded as free.
+
+The graph also records which tensor each operator consumed, so runtimes that fold batch-norm into
+the preceding convolution, or fuse an activation into it, can drop those operators
+(`OperatorGraph.deployed(...)`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+# ATen operator (overload packet) names by kind; anything else that is not a view is "other"
+# (charged for its calls and bytes, with one element operation per output element).
+_MAC_KINDS = {"convolution": "conv", "_convolution": "conv", "conv2d": "conv", "conv1d": "conv",
+              "addmm": "matmul", "mm": "matmul", "bmm": "matmul", "baddbmm": "matmul", "matmul": "matmul",
+              "linear": "matmul", "_scaled_dot_product_efficient_attention": "matmul",
+              "_scaled_dot_product_flash_attention": "matmul",
+              "_scaled_dot_product_flash_attention_for_cpu": "matmul"}
+_BATCH_NORM = {"_native_batch_norm_legit_no_training", "native_batch_norm", "_native_batch_norm_legit",
+               "batch_norm", "native_layer_norm", "native_group_norm", "layer_norm", "group_norm"}
+_POOL = {"avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool1d", "max_pool1d", "avg_pool3d",
+         "max_pool3d_with_indices", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d",
+         "mean", "sum", "amax", "max", "_adaptive_avg_pool3d", "adaptive_avg_pool1d"}
+# element operations per output element of an activation: a compare/select is one; functions with a
+# transcendental are evaluated with polynomial approximations of about ten vector instructions
+# (assumption, order of magnitude: e.g. Arm Optimized Routines' expf is ~10-15 instructions)
+_ACTIVATION_OPS = {"relu": 1, "relu_": 1, "hardtanh": 1, "hardtanh_": 1, "clamp": 1, "clamp_": 1,
+                   "clamp_min": 1, "threshold": 1, "leaky_relu": 2, "hardswish": 4, "hardswish_": 4,
+                   "hardsigmoid": 3, "silu": 12, "silu_": 12, "sigmoid": 10, "tanh": 10, "gelu": 14,
+                   "elu": 12, "softmax": 12, "_softmax": 12, "log_softmax": 12, "_log_softmax": 12, "mish": 24}
+_ELEMENTWISE = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "abs", "pow", "sqrt",
+                "rsqrt", "exp", "where", "maximum", "minimum", "addcmul", "lerp"}
+_COPY = {"clone", "cat", "copy_", "_to_copy", "stack", "constant_pad_nd", "new_zeros", "zeros_like",
+         "empty_like", "fill_", "zero_", "index", "gather", "embedding", "repeat", "flip", "roll"}
+_ALLOCATIONS = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided"}  # no kernel
+_FUSABLE_ACTIVATIONS = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "clamp_", "clamp_min",
+                        "sigmoid", "tanh", "leaky_relu"}
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One operator call at inference, for one input sample (batch 1).
+
+    `kind`: conv | matmul | batch_norm | pool | activation | elementwise | copy | other | view.
+    `macs`: multiply-accumulates (torch.utils.flop_counter's FLOPs / 2; 0 for non-MAC operators).
+    `element_ops`: non-MAC arithmetic, in operations on single elements (e.g. a 3x3 average pool:
+    9 per output element). `activation_elems`: elements read and written that scale with the
+    batch (inputs other than weights, plus outputs). `weight_elems`: parameter and buffer
+    elements read (once per batch). `inputs`/`output`: tensor ids within the graph, for fusion.
+    """
+
+    name: str
+    kind: str
+    macs: int = 0
+    element_ops: int = 0
+    activation_elems: int = 0
+    weight_elems: int = 0
+    inputs: tuple[int, ...] = ()
+    output: int = -1
+
+    @property
+    def free(self) -> bool:
+        """Views cost nothing: no call into a kernel, no data moved."""
+        return self.kind == "view"
+
+
+@dataclass(frozen=True)
+class OperatorGraph:
+    """The operators of one forward pass of one sample, in execution order.
+
+    `weight_elems_total`: all parameter and buffer elements of the module (what stays resident
+    between inferences, or not); `input_elems`: elements of one input sample.
+    """
+
+    operators: tuple[Operator, ...]
+    weight_elems_total: int
+    input_elems: int
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.operators)
+
+    def calls(self) -> tuple[Operator, ...]:
+        """The operators that run (views excluded)."""
+        return tuple(op for op in self.operators if not op.free)
+
+    def deployed(self, folds_batch_norm: bool, fuses_activation: bool) -> OperatorGraph:
+        """The graph as a runtime runs it: with `folds_batch_norm`, a batch-norm whose input is a
+        convolution's output used by nothing else disappears (its scale and shift go into the
+        convolution's weights and bias); with `fuses_activation`, likewise an activation right after
+        a convolution or matrix product (after any folded batch-norm), as ONNX Runtime's
+        Conv/Gemm-activation fusions do. Views are dropped in both cases."""
+        consumers: dict[int, int] = {}
+        for op in self.operators:
+            for t in set(op.inputs):
+                consumers[t] = consumers.get(t, 0) + 1
+        producer_kind: dict[int, str] = {}
+        # a tensor id -> the id it stands for once fused/folded operators are dropped
+        alias: dict[int, int] = {}
+        kept: list[Operator] = []
+        for op in self.operators:
+            ins = tuple(alias.get(t, t) for t in op.inputs)
+            act_inputs = [t for t in op.inputs if t >= 0]
+            src = act_inputs[0] if act_inputs else None
+            src_kind = producer_kind.get(alias.get(src, src)) if src is not None else None
+            single_use = src is not None and consumers.get(src, 0) == 1
+            if op.free:
+                if src is not None:
+                    alias[op.output] = alias.get(src, src)
+                continue
+            if folds_batch_norm and op.kind == "batch_norm" and op.name in _FOLDABLE_NORMS \
+                    and src_kind == "conv" and single_use:
+                alias[op.output] = alias.get(src, src)
+                continue
+            if fuses_activation and op.kind == "activation" and op.name in _FUSABLE_ACTIVATIONS \
+                    and src_kind in ("conv", "matmul") and single_use:
+                alias[op.output] = alias.get(src, src)
+                continue
+            kept.append(replace(op, inputs=ins))
+            producer_kind[op.output] = op.kind
+        return OperatorGraph(tuple(kept), self.weight_elems_total, self.input_elems)
+
+
+_FOLDABLE_NORMS = {"_native_batch_norm_legit_no_training", "native_batch_norm", "batch_norm",
+                   "_native_batch_norm_legit"}
+
+
+def _is_view(func: Any) -> bool:
+    schema = func._schema
+    if not schema.returns:
+        return False
+    info = schema.returns[0].alias_info
+    return info is not None and not info.is_write
+
+
+def _pool_window(name: str, args: tuple[Any, ...], out: torch.Tensor, inp: torch.Tensor | None) -> int:
+    """Element operations of a pooling or reduction: every output reads its window."""
+    if name in ("avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool1d", "avg_pool3d",
+                "max_pool1d", "max_pool3d_with_indices"):
+        kernel = args[1] if len(args) > 1 else 1
+        window = math.prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel) ** (int(out.dim()) - 2)
+        return int(out.numel()) * int(window)
+    return int(inp.numel()) if inp is not None else int(out.numel())
+
+
+def _tensors(values: tuple[Any, ...] | list[Any]) -> list[torch.Tensor]:
+    """The tensors among `values`, one level of lists/tuples deep (ATen arguments are that flat)."""
+    out: list[torch.Tensor] = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (tuple, list)):
+            out.extend(t for t in v if isinstance(t, torch.Tensor))
+    return out
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, weights: set[int]) -> None:
+        super().__init__()
+        self.weights = weights  # id() of every parameter and buffer tensor passed in
+        self.ops: list[Operator] = []
+        self.ids: dict[int, int] = {}  # id(tensor) -> graph tensor id
+        self.keep: list[torch.Tensor] = []  # keeps recorded tensors alive so ids stay unique
+
+    def _tid(self, t: torch.Tensor) -> int:
+        key = id(t)
+        if key not in self.ids:
+            self.ids[key] = len(self.ids)
+            self.keep.append(t)
+        return self.ids[key]
+
+    def _is_weight(self, t: torch.Tensor) -> bool:
+        return id(t) in self.weights or (t._base is not None and id(t._base) in self.weights)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        name = func._overloadpacket.__name__
+        flat_in = _tensors(args) + _tensors(tuple(kwargs.values()))
+        flat_out = _tensors(out if isinstance(out, (tuple, list)) else (out,))
+        if not flat_out or name in _ALLOCATIONS:
+            return out
+        first = flat_out[0]
+        acts = [t for t in flat_in if not self._is_weight(t)]
+        weights = [t for t in flat_in if self._is_weight(t)]
+        inputs = tuple(self._tid(t) for t in acts)
+        # a view's output shares its input's data; record it, costing nothing
+        output = self._tid(first)
+        if _is_view(func):
+            self.ops.append(Operator(name, "view", inputs=inputs, output=output))
+            return out
+        macs = 0
+        packet = func._overloadpacket
+        if packet in flop_registry:
+            try:
+                macs = int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2
+            except Exception:  # a formula that cannot handle these arguments: counted as 0 MACs
+                macs = 0
+        out_elems = sum(int(o.numel()) for o in flat_out[:1])
+        act_elems = sum(int(t.numel()) for t in acts if t.dim() > 0) + out_elems
+        weight_elems = sum(int(t.numel()) for t in weights)
+        if name in _MAC_KINDS or macs > 0:
+            kind, element_ops = _MAC_KINDS.get(name, "matmul"), 0
+        elif name in _BATCH_NORM:
+            kind, element_ops = "batch_norm", 2 * out_elems  # scale and shift per element
+        elif name in _POOL:
+            kind, element_ops = "pool", _pool_window(name, args, first, acts[0] if acts else None)
+        elif name in _ACTIVATION_OPS:
+            kind, element_ops = "activation", _ACTIVATION_OPS[name] * out_elems
+        elif name in _ELEMENTWISE:
+            kind, element_ops = "elementwise", out_elems
+        elif name in _COPY:
+            kind, element_ops = "copy", 0
+        else:
+            kind, element_ops = "other", out_elems
+        self.ops.append(Operator(name, kind, macs, element_ops, act_elems, weight_elems, inputs, output))
+        return out
+
+
+def summary_graph(params: int, macs: int, activation_elems: int, input_elems: int) -> OperatorGraph:
+    """A one-operator stand-in built from totals alone (for counts recorded without a graph): one
+    call doing all `macs`, reading the input and all weights and writing `activation_elems`."""
+    op = Operator("summary", "matmul", int(macs), 0, int(activation_elems + input_elems), int(params), (0,), 1)
+    return OperatorGraph((op,), int(params), int(input_elems))
+
+
+class GraphRecorder:
+    """Records the operators run inside `with recorder:` (e.g. alongside FlopCounterMode); `graph()`
+    then returns them. `weights`: the module's parameters and buffers (what is not activation)."""
+
+    def __init__(self, weights: Iterable[torch.Tensor]) -> None:
+        tensors = list(weights)
+        self._mode = _Recorder({id(t) for t in tensors})
+        self._weight_total = sum(int(t.numel()) for t in tensors if t.is_floating_point())
+
+    def __enter__(self) -> GraphRecorder:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
+
+    def graph(self, input_elems: int) -> OperatorGraph:
+        """The recorded operators, for an input of `input_elems` elements per sample."""
+        return OperatorGraph(tuple(self._mode.ops), self._weight_total, int(input_elems))
+
+
+def operator_graph(module: nn.Module, input_shape: Iterable[int], dtype: torch.dtype = torch.float32) -> OperatorGraph:
+    """Record the operators `module` runs in eval mode on one zero input of shape `input_shape` (one
+    sample, no batch dimension; e.g. (3, 32, 32)), on the module's own device. The module's
+    training flag is restored afterwards; its weights and buffers are not changed (no_grad, eval).
+
+    Raises whatever the module's own forward raises on such an input.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    weights = [*module.parameters(), *module.buffers()]
+    device = weights[0].device if weights else torch.device("cpu")
+    x = torch.zeros((1, *shape), dtype=dtype, device=device)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), GraphRecorder(weights) as recorder:
+            module(x)
+    finally:
+        module.train(was_training)
+    return recorder.graph(int(x.numel()))
+
+
+__all__ = ["GraphRecorder", "Operator", "OperatorGraph", "operator_graph", "summary_graph"]
