@@ -189,6 +189,7 @@ class Quality:
 
     @classmethod
     def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> Quality:
+        """Quality of `predicted` against `measured` energies (same order, J)."""
         p, y = np.asarray(predicted, float), np.asarray(measured, float)
         err = np.abs(p / y - 1) if len(y) else np.zeros(0)
         return cls(len(y), float(np.median(err)) if len(y) else float("nan"),
@@ -196,11 +197,13 @@ class Quality:
                    float(np.mean(err <= 0.25)) if len(y) else float("nan"), _spearman(p, y))
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
         return {"networks": self.networks, "median_abs_pct_error": round(self.median_abs_error * 100, 3),
                 "within_10_pct": round(self.within_10pct, 4), "within_25_pct": round(self.within_25pct, 4),
                 "spearman": round(self.spearman, 4) if math.isfinite(self.spearman) else None}
 
     def describe(self) -> str:
+        """One line for people: median error, shares within 10% and 25%, Spearman."""
         return (f"median |error| {self.median_abs_error * 100:.1f}%, {self.within_10pct * 100:.0f}% within +-10%, "
                 f"{self.within_25pct * 100:.0f}% within +-25%, Spearman {self.spearman:.3f} ({self.networks} networks)")
 
@@ -395,6 +398,7 @@ class GraphCache:
 
     def __init__(self) -> None:
         self._graphs: dict[tuple[str, tuple[int, ...], int], tuple[OperatorGraph, int]] = {}
+        self._memo: dict = {}  # recordings of repeated submodules, shared across networks
 
     def get(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> tuple[OperatorGraph, int]:
         """(operator graph for one sample, parameter count) of the float network."""
@@ -402,14 +406,14 @@ class GraphCache:
 
         key = (arch.to_json(), tuple(input_shape), int(num_classes))
         if key not in self._graphs:
-            with torch.device("meta"):
+            with torch.device("meta"):  # no weight initialisation
                 model = build_model(arch, input_shape, num_classes)
             params = sum(int(p.numel()) for p in model.parameters())
             model = model.to_empty(device="cpu")
             with torch.no_grad():
                 for t in [*model.parameters(), *model.buffers()]:
                     t.zero_()  # values do not matter; uninitialised memory could hold slow denormals
-            self._graphs[key] = (operator_graph(model, input_shape), params)
+            self._graphs[key] = (operator_graph(model, input_shape, memo=self._memo), params)
         return self._graphs[key]
 
 
@@ -438,6 +442,7 @@ class CalibrationPoint:
 
     @property
     def error(self) -> float:
+        """(fitted - measured) / measured, a fraction."""
         return (self.fitted_j - self.measured_j) / self.measured_j
 
 
@@ -470,9 +475,11 @@ class Calibration:
 
     @property
     def max_error(self) -> float:
+        """The largest in-sample |relative error|."""
         return max((abs(p.error) for p in self.points), default=float("nan"))
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
         return {
             "profile": self.profile.name,
             "based_on": self.based_on,
@@ -716,11 +723,13 @@ class EstimatedNetwork:
 
     @property
     def error(self) -> float | None:
+        """estimate / measured - 1 (None without a measured energy)."""
         if self.measured_j is None:
             return None
         return self.estimate.energy_per_inference_j / self.measured_j - 1
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
         return {"row": self.row, "architecture": self.architecture, **self.estimate.to_dict(),
                 "measured_energy_j": self.measured_j, "error": self.error}
 

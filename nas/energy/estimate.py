@@ -122,6 +122,7 @@ class Coefficients:
     fuses_activation: bool
 
     def value(self, name: str) -> float:
+        """The value of coefficient or constant `name`."""
         return self.values[name].value
 
     def with_values(self, new: Mapping[str, float], source: str) -> Coefficients:
@@ -275,6 +276,7 @@ class Estimate:
     coefficients: Coefficients
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields."""
         return {
             "energy_per_inference_j": self.energy_per_inference_j,
             "method": METHOD,
@@ -363,12 +365,14 @@ class EstimateMeter(Meter):
         )
 
     def measure_inference(self, workload: Workload) -> EnergyRecord:
+        """The estimate of `workload`'s network (its recorded operator graph); runs no inference."""
         graph = workload.stats.operators
         if graph is None:
             graph = operator_graph(workload.model, tuple(workload.batch.shape[1:]))
         return self.estimate(workload.stats, workload.precision, workload.batch_size, graph)
 
     def begin_window(self) -> None:
+        """Start timing a window of work (training) on this host."""
         self._t0 = time.perf_counter()
 
     def end_window(self, work: WindowWork | None = None) -> Reading:

@@ -100,6 +100,7 @@ class OperatorGraph:
 
     @property
     def macs(self) -> int:
+        """All multiply-accumulates of the pass (one sample)."""
         return sum(op.macs for op in self.operators)
 
     def calls(self) -> tuple[Operator, ...]:
@@ -183,11 +184,16 @@ class _Recorder(TorchDispatchMode):
         self.ops: list[Operator] = []
         self.ids: dict[int, int] = {}  # id(tensor) -> graph tensor id
         self.keep: list[torch.Tensor] = []  # keeps recorded tensors alive so ids stay unique
+        self.next_id = 0
+
+    def fresh(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
 
     def _tid(self, t: torch.Tensor) -> int:
         key = id(t)
         if key not in self.ids:
-            self.ids[key] = len(self.ids)
+            self.ids[key] = self.fresh()
             self.keep.append(t)
         return self.ids[key]
 
@@ -246,33 +252,80 @@ def summary_graph(params: int, macs: int, activation_elems: int, input_elems: in
     return OperatorGraph((op,), int(params), int(input_elems))
 
 
+_Memo = dict[tuple[Any, ...], tuple[list[Operator], int, int, torch.Size, torch.dtype]]
+
+
 class GraphRecorder:
     """Records the operators run inside `with recorder:` (e.g. alongside FlopCounterMode); `graph()`
-    then returns them. `weights`: the module's parameters and buffers (what is not activation)."""
+    then returns them. `weights`: the module's parameters and buffers (what is not activation).
 
-    def __init__(self, weights: Iterable[torch.Tensor]) -> None:
+    With `module`, submodules whose class sets `graph_memo = True` (a promise that their forward
+    takes one tensor, returns one, and runs the same operators whenever their `repr` and the input's
+    shape are the same) are recorded once per (repr, input shape) and replayed after that, without
+    running them: a network of 15 identical cells records one cell per stage. `memo` may be shared
+    between recordings (`nas.calibrate.GraphCache` shares it across networks).
+    """
+
+    def __init__(self, weights: Iterable[torch.Tensor], module: nn.Module | None = None,
+                 memo: _Memo | None = None) -> None:
         tensors = list(weights)
         self._mode = _Recorder({id(t) for t in tensors})
         self._weight_total = sum(int(t.numel()) for t in tensors if t.is_floating_point())
+        self._module = module
+        self._memo: _Memo = {} if memo is None else memo
+        self._patched: list[nn.Module] = []
 
     def __enter__(self) -> GraphRecorder:
+        if self._module is not None:
+            for m in self._module.modules():
+                if type(m).__dict__.get("graph_memo", False) or any(
+                        c.__dict__.get("graph_memo", False) for c in type(m).__mro__):
+                    m.forward = self._memoized(m, m.forward)  # an instance attribute, removed on exit
+                    self._patched.append(m)
         self._mode.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._mode.__exit__(*exc)
+        for m in self._patched:
+            del m.forward
+        self._patched.clear()
+
+    def _memoized(self, module: nn.Module, forward: Any) -> Any:
+        rec = self._mode
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            key = (type(module).__qualname__, repr(module), tuple(x.shape), x.dtype)
+            hit = self._memo.get(key)
+            if hit is None:
+                start, x_id = len(rec.ops), rec._tid(x)
+                out = forward(x)
+                self._memo[key] = (rec.ops[start:], x_id, rec._tid(out), out.shape, out.dtype)
+                return out
+            ops, x_id, out_id, shape, dtype = hit
+            with torch.utils._python_dispatch._disable_current_modes():
+                out = torch.zeros(shape, dtype=dtype, device=x.device)
+            ids = {x_id: rec._tid(x), out_id: rec._tid(out)}
+            for op in ops:
+                rec.ops.append(replace(op, inputs=tuple(ids.setdefault(t, rec.fresh()) for t in op.inputs),
+                                       output=ids.setdefault(op.output, rec.fresh())))
+            return out
+
+        return run
 
     def graph(self, input_elems: int) -> OperatorGraph:
         """The recorded operators, for an input of `input_elems` elements per sample."""
         return OperatorGraph(tuple(self._mode.ops), self._weight_total, int(input_elems))
 
 
-def operator_graph(module: nn.Module, input_shape: Iterable[int], dtype: torch.dtype = torch.float32) -> OperatorGraph:
+def operator_graph(module: nn.Module, input_shape: Iterable[int], dtype: torch.dtype = torch.float32,
+                   memo: _Memo | None = None) -> OperatorGraph:
     """Record the operators `module` runs in eval mode on one zero input of shape `input_shape` (one
     sample, no batch dimension; e.g. (3, 32, 32)), on the module's own device. The module's
     training flag is restored afterwards; its weights and buffers are not changed (no_grad, eval).
 
-    Raises whatever the module's own forward raises on such an input.
+    `memo`: recordings of `graph_memo` submodules to reuse (see GraphRecorder). Raises whatever
+    the module's own forward raises on such an input.
     """
     shape = tuple(int(s) for s in input_shape)
     weights = [*module.parameters(), *module.buffers()]
@@ -281,7 +334,7 @@ def operator_graph(module: nn.Module, input_shape: Iterable[int], dtype: torch.d
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad(), GraphRecorder(weights) as recorder:
+        with torch.no_grad(), GraphRecorder(weights, module, memo) as recorder:
             module(x)
     finally:
         module.train(was_training)

@@ -176,7 +176,10 @@ class InferCell(nn.Module):
     """One NAS-Bench-201 cell at `channels` channels: node i = sum over j < i of edge(i<-j)(node j).
 
     Input and output (N, channels, H, W). Edges are kept in `EDGES` order in `self.edges`.
+    `graph_memo`: identical cells run identical operators (nas.energy.opgraph records one per shape).
     """
+
+    graph_memo = True
 
     def __init__(self, ops: Sequence[str], channels: int) -> None:
         super().__init__()
@@ -206,6 +209,8 @@ class ResNetBasicBlock(nn.Module):
     (N, c_in, H, W) -> (N, c_out, ceil(H/2), ceil(W/2)). The shortcut's pooling uses `ceil_mode`,
     which equals the reference's pooling on even sizes and keeps odd sizes (7x7) working.
     """
+
+    graph_memo = True
 
     def __init__(self, c_in: int, c_out: int, stride: int = 2) -> None:
         super().__init__()
