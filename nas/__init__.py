@@ -12,6 +12,8 @@ from typing import Any
 _EXPORTS = {
     "Architecture": "nas.architecture",
     "calibrate_profile": "nas.calibrate",
+    "calibrate_from_csv": "nas.calibrate",
+    "estimate_networks": "nas.measurements",
     "HardwareProfile": "nas.hardware",
     "SearchSpace": "nas.searchspace",
     "load_profile": "nas.config",

@@ -293,7 +293,7 @@ def _measurement_options(fn: Any) -> Any:
 
 def _measurement_kwargs(input_shape: str | None, **kw: Any) -> dict[str, Any]:
     """The options given, as library keyword arguments (`--input-shape 3x32x32` -> (3, 32, 32))."""
-    from nas.calibrate import parse_input_shape
+    from nas.measurements import parse_input_shape
 
     out = {k: v for k, v in kw.items() if v is not None}
     if input_shape is not None:
@@ -337,7 +337,7 @@ def profiles_calibrate(name: str, from_csv: str | None, output: str | None, as_j
 def estimate(profile: str, from_csv: str | None, arch: str | None, as_json: bool, input_shape: str | None,
              **kw: Any) -> None:
     """Energy per inference, MACs, parameters and the estimate's terms of networks, without searching."""
-    from nas.calibrate import estimate_networks, format_estimates
+    from nas.measurements import estimate_networks, format_estimates
 
     if (from_csv is None) == (arch is None):
         raise click.UsageError("give exactly one of --from FILE.csv and --arch JSON")

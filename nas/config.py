@@ -256,35 +256,27 @@ def _runtime(doc: Doc, device_kind: str) -> Runtime:
     return Runtime(name, provider, threads)
 
 
-def _runtime_estimates(est: Doc, precisions: tuple[str, ...]) -> dict[str, RuntimeEstimate]:
+def _runtime_estimates(est: Doc) -> dict[str, RuntimeEstimate]:
     """`estimate.runtimes`: per runtime, coefficients overriding the general ones (see RuntimeEstimate)."""
-    doc = est.sub("runtimes")
+    doc, out = est.sub("runtimes"), {}
     doc.check_keys(set(RUNTIME_NAMES))
-    out: dict[str, RuntimeEstimate] = {}
     for name in doc.data:
         sub = doc.sub(str(name))
         sub.check_keys({*RUNTIME_COEFFICIENTS, "folds_batch_norm", "fuses_activation", "calibration"})
-        values: dict[str, Sourced | Mapping[str, Sourced]] = {}
-        for key in RUNTIME_COEFFICIENTS:
-            if not sub.has(key):
-                continue
-            if key == "energy_per_mac_j":
-                per = sub.sub(key)
-                per.check_keys(set(PRECISIONS))
-                values[key] = {str(p): _sourced(per, str(p), positive=False) for p in per.data}
-            else:
-                values[key] = _sourced(sub, key, positive=False)
-        flags = {}
-        for flag in ("folds_batch_norm", "fuses_activation"):
-            value = sub.raw(flag, None)
+        values: dict[str, Sourced | Mapping[str, Sourced]] = {
+            k: _sourced(sub, k, positive=False) for k in RUNTIME_COEFFICIENTS if sub.has(k) and k != "energy_per_mac_j"}
+        if sub.has("energy_per_mac_j"):
+            per = sub.sub("energy_per_mac_j")
+            per.check_keys(set(PRECISIONS))
+            values["energy_per_mac_j"] = {str(p): _sourced(per, str(p), positive=False) for p in per.data}
+        flags = [sub.raw(flag, None) for flag in ("folds_batch_norm", "fuses_activation")]
+        for flag, value in zip(("folds_batch_norm", "fuses_activation"), flags, strict=True):
             if value is not None and not isinstance(value, bool):
                 raise sub.error("expected true or false", value, flag)
-            flags[flag] = value
         calibration = sub.raw("calibration", None)
         if calibration is not None and not isinstance(calibration, Mapping):
             raise sub.error("expected a mapping (written by nas profiles calibrate)", calibration, "calibration")
-        out[str(name)] = RuntimeEstimate(values, flags["folds_batch_norm"], flags["fuses_activation"],
-                                         dict(calibration) if calibration is not None else None)
+        out[str(name)] = RuntimeEstimate(values, *flags, dict(calibration) if calibration is not None else None)
     return out
 
 
@@ -385,7 +377,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         source=file,
         runtime=runtime,
         energy_per_element_op_j=_sourced(est, "energy_per_element_op_j") if est.has("energy_per_element_op_j") else None,
-        estimate_runtimes=_runtime_estimates(est, tuple(precisions)) if est.has("runtimes") else {},
+        estimate_runtimes=_runtime_estimates(est) if est.has("runtimes") else {},
     )
 
 

@@ -263,7 +263,7 @@ class GraphRecorder:
     takes one tensor, returns one, and runs the same operators whenever their `repr` and the input's
     shape are the same) are recorded once per (repr, input shape) and replayed after that, without
     running them: a network of 15 identical cells records one cell per stage. `memo` may be shared
-    between recordings (`nas.calibrate.GraphCache` shares it across networks).
+    between recordings (`nas.measurements.GraphCache` shares it across networks).
     """
 
     def __init__(self, weights: Iterable[torch.Tensor], module: nn.Module | None = None,

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nas.calibrate import GraphCache, calibrate_from_csv, fit, read_measurements
+from nas.calibrate import calibrate_from_csv
 from nas.cli import main
 from nas.config import load_profile
 from nas.energy.estimate import FITTED, coefficients, features, predict
 from nas.errors import ConfigError
+from nas.fitting import fit
+from nas.measurements import GraphCache, parse_architecture, read_measurements
 from nas.models.nb201 import architecture_from_cell
 
 SHAPE = (3, 8, 8)
@@ -62,8 +64,6 @@ def true_values(profile) -> dict[str, float]:
 
 
 def true_energy(profile, cache, arch_text: str, batch: int) -> float:
-    from nas.calibrate import parse_architecture
-
     graph, _ = cache.get(parse_architecture(arch_text), SHAPE, 10)
     return predict(features(graph, coefficients(profile), batch), true_values(profile))
 
@@ -132,8 +132,6 @@ def test_calibrate_round_trip_recovers_the_coefficients(tmp_path, cache):
     assert f"sha256 {sha[:12]}" in section.values["energy_per_call_j"].source
     # the calibrated profile predicts a network it never saw
     arch, batch = UNSEEN
-    from nas.calibrate import parse_architecture
-
     graph, _ = cache.get(parse_architecture(arch), SHAPE, 10)
     predicted = predict(features(graph, coefficients(calibrated), batch), {k: coefficients(calibrated).value(k) for k in FITTED})
     assert predicted == pytest.approx(true_energy(load_profile("cpu-host"), cache, arch, batch), rel=0.03)
