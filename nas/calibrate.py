@@ -176,11 +176,13 @@ def _load(name_or_path: str | Path) -> tuple[Path, Any, HardwareProfile]:
 def calibrate_from_csv(name_or_path: str | Path, csv_path: str | Path, output: str | Path | None = None, *,
                        runtime: str | None = None, input_shape: Sequence[int] = INPUT_SHAPE,
                        num_classes: int = NUM_CLASSES, batch_size: int = 1, precision: str = "fp32",
-                       write: bool = True, regularization: float = REGULARIZATION) -> Calibration:
+                       write: bool = True, regularization: float = REGULARIZATION,
+                       cache: GraphCache | None = None) -> Calibration:
     """Fit the profile's estimate to the energies of a measurements CSV (see `read_measurements`;
     the other arguments are the defaults of its optional columns) measured in `runtime` (default:
     the profile's), and write the calibrated profile to `output` (default NAME-calibrated.yaml here).
-    `regularization`: the weight of the pull toward the profile's values (see `fit`).
+    `regularization`: the weight of the pull toward the profile's values (see `fit`); `cache`
+    shares built operator graphs with other calls.
 
     Raises ConfigError (one line: file, row, column) on bad input; nothing is written then.
     """
@@ -188,7 +190,7 @@ def calibrate_from_csv(name_or_path: str | Path, csv_path: str | Path, output: s
     runtime = runtime or runtime_of(profile)
     measurements = read_measurements(csv_path, input_shape=input_shape, num_classes=num_classes,
                                      batch_size=batch_size, precision=precision)
-    cache = GraphCache()
+    cache = cache or GraphCache()
     rows, counts = [], []
     precisions = sorted({m.precision for m in measurements})
     coefs = {p: coefficients(profile, p, runtime) for p in precisions}

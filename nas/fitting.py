@@ -78,7 +78,7 @@ def fit(feature_rows: Sequence[Mapping[str, float]], measured: Sequence[float], 
         res = lsq_linear(a_all, b_all, bounds=(np.zeros(len(free)), hi), method="bvls")
         for k, j in enumerate(free):
             c = names[j]
-            values[c] = float(res.x[k] * scale[k])
+            values[c] = max(0.0, float(res.x[k] * scale[k]))  # bvls can land a hair below its bound
             if c in upper and values[c] >= upper[c] * (1 - 1e-6):
                 notes[c] = "fitted, at its upper bound: the measurements barely determine it"
             elif values[c] <= 0:

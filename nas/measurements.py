@@ -221,12 +221,14 @@ class EstimatedNetwork:
 def estimate_networks(profile: str | Path | HardwareProfile, *, csv_path: str | Path | None = None,
                       architecture: str | None = None, runtime: str | None = None,
                       input_shape: Sequence[int] = INPUT_SHAPE, num_classes: int = NUM_CLASSES,
-                      batch_size: int | None = None, precision: str | None = None) -> list[EstimatedNetwork]:
+                      batch_size: int | None = None, precision: str | None = None,
+                      cache: GraphCache | None = None) -> list[EstimatedNetwork]:
     """The estimate of every network of a CSV (`csv_path`, columns as `read_measurements`, `energy_j`
     optional) or of one `architecture` (JSON genotype or NAS-Bench-201 cell string), in input order.
 
     Batch size and precision default to the CSV's columns, then to the arguments, then to the
-    profile's. Raises ConfigError on bad input (one line naming file, row and column, or the flag).
+    profile's. `cache` shares built operator graphs between calls. Raises ConfigError on bad input
+    (one line naming file, row and column, or the flag).
     """
     from nas.config import load_profile
     from nas.energy.estimate import estimate_graph
@@ -245,7 +247,7 @@ def estimate_networks(profile: str | Path | HardwareProfile, *, csv_path: str | 
         except ConfigError as e:
             raise ConfigError(f"--arch: {e}") from None
         networks = [MeasuredNetwork(1, architecture or "", arch, tuple(input_shape), num_classes, batch, prec, None)]
-    cache = GraphCache()
+    cache = cache or GraphCache()
     coefs: dict[str, Coefficients] = {}
     out = []
     for m in networks:
