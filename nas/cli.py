@@ -181,6 +181,9 @@ def measure(run: str, trial: int, profile: str | None, repeats: int | None, allo
 
 
 # ----------------------------------------------------------------------------- bench
+IMPORT = "nas.table_import:import_table"
+
+
 @main.group()
 def bench() -> None:
     """Tabular benchmarking: evaluate a small discrete space once, replay it in searches."""
@@ -204,6 +207,28 @@ def bench_build(output: str, **kw: Any) -> None:
 
     table = build_table(SearchSettings(**kw), output)
     click.echo(f"{len(table.rows)} architectures evaluated in {table.build_s:.1f} s -> {output}")
+
+
+@bench.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False))
+@opt.search_setting("space", required=True, help="The search space of the table's architectures (e.g. nb201).")
+@opt.search_setting("profile", help="The hardware profile the energies were measured on (recorded with the table).")
+@click.option("--arch-column", cls=opt.LazyDefault, show_default=True,
+              default=opt.library_default(IMPORT, "arch_column"),
+              help="Architecture: a family notation (nb201 cell string) or a JSON genotype.")
+@click.option("--accuracy-column", cls=opt.LazyDefault, show_default=True,
+              default=opt.library_default(IMPORT, "accuracy_column"),
+              help="Accuracy: a fraction, or percent when the name ends in _pct.")
+@click.option("--energy-column", cls=opt.LazyDefault, show_default=True,
+              default=opt.library_default(IMPORT, "energy_column"), help="Energy per inference, J.")
+@click.option("--latency-column", default=None, help="Latency per inference, s  [default: latency_s if present]")
+@opt.output("Table file (JSON).", required=True)
+def bench_import(csv_file: str, space: str, profile: str, output: str, **columns: Any) -> None:
+    """Turn a CSV of architectures and their metrics into a table `nas search --table` replays."""
+    from nas.table_import import import_table
+
+    table = import_table(csv_file, SearchSettings(space=space, profile=profile), output, **columns)
+    click.echo(f"{len(table.rows)} architectures imported from {csv_file} -> {output}")
 
 
 # ----------------------------------------------------------------------------- spaces

@@ -28,7 +28,7 @@ from nas.runs import SETTINGS_ATTR
 from nas.search.settings import SearchSettings
 from nas.searchspace import SearchSpace
 from nas.storage import redact_url
-from nas.tabular import Table, load_table
+from nas.tabular import Table, imported_dataset, load_table
 
 
 @dataclass
@@ -95,16 +95,19 @@ def _table_context(settings: SearchSettings) -> SearchContext:
     )
     space = parse_space(table.space_doc, f"{settings.table} (table space)", t["space"])
     profile = parse_profile(table.profile_doc, f"{settings.table} (table profile)", t["profile"])
-    ctx = _context(settings, space, table.space_doc, profile, table.profile_doc)
+    # an imported table (nas bench import) carries its own figures: no data of ours is loaded
+    data = imported_dataset(t) if t.get("imported") else None
+    ctx = _context(settings, space, table.space_doc, profile, table.profile_doc, data)
     ctx.table = table
     return ctx
 
 
 def _context(
-    settings: SearchSettings, space: SearchSpace, space_doc: Any, profile: HardwareProfile, profile_doc: Any
+    settings: SearchSettings, space: SearchSpace, space_doc: Any, profile: HardwareProfile, profile_doc: Any,
+    data: Dataset | None = None,
 ) -> SearchContext:
     objectives = parse_objectives(settings.objectives)
-    data = load_dataset(settings.dataset, settings.split_seed)
+    data = data or load_dataset(settings.dataset, settings.split_seed)
     meter = create_meter(profile, allow_estimate=settings.allow_estimate)
     check_precisions(space, profile, meter)
     return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter)
@@ -148,7 +151,12 @@ def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:
     where = f"study {study.study_name!r}"
     space = parse_space(attrs["nas.space"], f"{where} (stored space)", stored["space"])
     profile = parse_profile(attrs["nas.profile"], f"{where} (stored profile)", stored["profile"])
-    return _context(settings, space, attrs["nas.space"], profile, attrs["nas.profile"])
+    # a replayed study's workers replay too (they trained the table's space for real before)
+    table = load_table(settings.table) if settings.table else None
+    data = imported_dataset(table.settings) if table is not None and table.settings.get("imported") else None
+    ctx = _context(settings, space, attrs["nas.space"], profile, attrs["nas.profile"], data)
+    ctx.table = table
+    return ctx
 
 
 __all__ = ["SearchContext", "check_precisions", "context_from_study", "prepare"]

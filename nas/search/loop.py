@@ -124,7 +124,7 @@ def optimize(
     before = len(study.get_trials(deepcopy=False))
     recover_lost_trials(study, ctx.host)
     # a resumed search must not replay the first run's random draws, nor two workers the same ones
-    study.sampler = make_sampler(s.sampler, sampler_seed(s.seed, before, worker_index))
+    study.sampler = make_sampler(s.sampler, sampler_seed(s.seed, before, worker_index), ctx)
     progress = Progress(ctx, study, s.progress)
     t0 = time.perf_counter()
     interrupted = False

@@ -23,6 +23,7 @@ from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, NasError, TrialFault
 from nas.models import ModelStats, build_model, model_stats
 from nas.search.context import SearchContext
+from nas.search.reuse import reuse
 from nas.space import sample
 from nas.tabular import Table
 from nas.train import TrainConfig, TrainResult, accuracy, add_work, train, training_work
@@ -121,6 +122,9 @@ class TrialObjective:
 
         arch = sample(trial, ctx.space)
         lap("sample")
+        reused = reuse(trial, [o.name for o in ctx.objectives])  # evaluated before: not trained again
+        if reused is not None:
+            return reused
         seed = self.fixed_seed if self.fixed_seed is not None else s.seed * 1_000_003 + trial.number
         torch.manual_seed(seed)
         model = build_model(arch, ctx.data.input_shape, ctx.data.num_classes)
@@ -224,6 +228,9 @@ class TableObjective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         """Sample the trial's parameters and return the table's values for them (RunError if absent)."""
         sample(trial, self.ctx.space)
+        reused = reuse(trial, self.names)  # as a search would: the duplicate is not trained again
+        if reused is not None:
+            return reused
         row = self.table.lookup(trial.params)
         attrs = {k: v for k, v in row["user_attrs"].items() if k not in ("phases_s", "host")}
         set_user_attrs(trial, {**attrs, "replayed": True})

@@ -26,8 +26,31 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 }
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler `name` seeded with `seed`; ConfigError listing the valid names if unknown."""
+# Samplers built from the search's context (space, objectives, cheap energy function), by name ->
+# "module:function(ctx, seed)"; imported only when chosen, so this module stays a leaf.
+CONTEXT_SAMPLERS: dict[str, str] = {
+    "measure-first": "nas.search.measure_first:search_sampler",
+}
+
+
+def sampler_names() -> list[str]:
+    """Every valid `--sampler` value."""
+    return [*SAMPLERS, *CONTEXT_SAMPLERS]
+
+
+def make_sampler(name: str, seed: int, ctx: object | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler `name` seeded with `seed`; ConfigError listing the valid names if unknown.
+
+    A context sampler (CONTEXT_SAMPLERS) needs the search context `ctx`; without one (a study
+    opened only to read or to join it before the context is known) a RandomSampler stands in.
+    """
+    if name in CONTEXT_SAMPLERS:
+        if ctx is None:
+            return optuna.samplers.RandomSampler(seed=seed)
+        import importlib
+
+        module, function = CONTEXT_SAMPLERS[name].split(":")
+        return getattr(importlib.import_module(module), function)(ctx, seed)
     return lookup(SAMPLERS, "sampler", name)(seed)
 
 
@@ -48,7 +71,10 @@ class SearchSettings:
     trials: int = option(20, "--trials", "Complete trials the study should reach in total.")
     timeout_s: float | None = option(None, "--timeout", "Stop after this many seconds.")
     epochs: int = option(3, "--epochs", "Training epochs per candidate.")
-    sampler: str = option("tpe", "--sampler", "Optuna sampler: " + ", ".join(SAMPLERS) + ".")
+    sampler: str = option(
+        "tpe", "--sampler",
+        "Sampler: " + ", ".join(sampler_names()) + " (measure-first: energy known before training; docs/benchmarks.md).",
+    )
     objectives: tuple[str, ...] = option(
         ("accuracy", "energy"), "--objectives", "Comma list; accuracy and energy always, plus latency and/or params."
     )
@@ -95,8 +121,8 @@ class SearchSettings:
             raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
         if self.workers < 1:
             raise ConfigError(f"--workers: expected an integer >= 1, got {self.workers}")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(SAMPLERS)})")
+        if self.sampler not in SAMPLERS and self.sampler not in CONTEXT_SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(sampler_names())})")
         for flag, value in (("--energy-budget", self.energy_budget_j), ("--latency-budget", self.latency_budget_s)):
             if value is not None and not value > 0:
                 raise ConfigError(f"{flag}: expected a number > 0, got {value}")
@@ -166,4 +192,7 @@ def search_arguments(stored: Mapping[str, Any]) -> list[str]:
     return args
 
 
-__all__ = ["FINGERPRINT", "NOT_REPRODUCED", "SAMPLERS", "SearchSettings", "WorkerSettings", "make_sampler", "search_arguments"]
+__all__ = [
+    "CONTEXT_SAMPLERS", "FINGERPRINT", "NOT_REPRODUCED", "SAMPLERS", "SearchSettings", "WorkerSettings", "make_sampler",
+    "sampler_names", "search_arguments",
+]
