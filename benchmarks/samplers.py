@@ -36,13 +36,8 @@ import optuna
 
 from nas.config import parse_space
 from nas.hypervolume import hypervolume_2d
-from nas.search.measure_first import (
-    MeasureFirstSampler,
-    RandomTrial,
-    genotype_key,
-    space_distributions,
-    table_sampler,
-)
+from nas.search.candidates import RandomTrial, space_distributions, table_sampler
+from nas.search.measure_first import MeasureFirstSampler, genotype_key
 from nas.space import sample
 from nas.tabular import load_table
 

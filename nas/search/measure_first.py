@@ -35,15 +35,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.hypervolume import hypervolume_2d
+from nas.search.surrogate import Encoder, HammingGP, expected_hvi
 
 # the genotype a sampler chose for a trial, stored at once so other workers see it before its params
 CHOSEN_ATTR = "measure_first:params"
@@ -57,123 +53,6 @@ def genotype_key(params: Mapping[str, Any]) -> str:
 def _key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     """A hashable genotype identity for in-memory use (genotype_key is for storage)."""
     return tuple(sorted(params.items()))
-
-
-def expected_hvi(mu: np.ndarray, sigma: np.ndarray, x: np.ndarray, front: np.ndarray,
-                 ref: tuple[float, float]) -> np.ndarray:
-    """Expected hypervolume improvement of candidates with exact cost and normal accuracy.
-
-    Args:
-        mu, sigma: shape (n,): mean and standard deviation of each candidate's accuracy (maximised).
-        x: shape (n,): each candidate's exact cost (energy or log10 energy; minimised).
-        front: shape (k, 2): (accuracy, cost) of the current non-dominated points (any order; may
-            include dominated points, which add nothing).
-        ref: (accuracy, cost) reference point: only accuracy above and cost below it counts.
-
-    Returns:
-        shape (n,): E[HVI] in accuracy x cost units, >= 0.
-
-    The improvement of a point (a, x) is the integral over accuracy levels y in (ref_a, a] of the
-    cost length [x, m(y)) not yet dominated, where m(y) is the lowest cost of a front point with
-    accuracy >= y (ref cost if none). m is a step function of y, so HVI(a) = sum_j h_j *
-    clip(a - b_{j-1}, 0, b_j - b_{j-1}), and for A ~ N(mu, sigma), E[clip(A - l, 0, w)] =
-    G(l) - G(l + w) with G(t) = E[(A - t)^+] = sigma * phi(z) + (mu - t) * Phi(z), z = (mu - t) / sigma.
-    """
-    ref_a, ref_x = ref
-    pts = np.asarray(front, dtype=float).reshape(-1, 2)
-    pts = pts[(pts[:, 0] > ref_a) & (pts[:, 1] < ref_x)]
-    # non-dominated points sorted by accuracy ascending; their costs then ascend too
-    order = np.lexsort((pts[:, 1], -pts[:, 0]))  # accuracy descending, cost ascending
-    nd: list[tuple[float, float]] = []
-    best_x = math.inf
-    for a, c in pts[order]:
-        if c < best_x:
-            nd.append((a, c))
-            best_x = c
-    nd.reverse()  # accuracy ascending
-    levels = np.array([ref_a] + [a for a, _ in nd] + [math.inf])  # b_0 .. b_{k+1}
-    m = np.array([c for _, c in nd] + [ref_x])  # lowest cost on level j (b_{j-1}, b_j]
-    sigma = np.maximum(np.asarray(sigma, dtype=float), 1e-9)[:, None]
-    mu = np.asarray(mu, dtype=float)[:, None]
-    h = np.maximum(0.0, m[None, :] - np.asarray(x, dtype=float)[:, None])  # (n, k+1)
-
-    def g(t: np.ndarray) -> np.ndarray:
-        finite = np.isfinite(t)
-        tt = np.where(finite, t, 0.0)[None, :]
-        z = (mu - tt) / sigma
-        return np.where(finite[None, :], sigma * _phi(z) + (mu - tt) * _cdf(z), 0.0)
-
-    gain = g(levels[:-1]) - g(levels[1:])
-    return np.maximum(0.0, (h * gain).sum(axis=1))
-
-
-def _phi(z: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-
-
-def _cdf(z: np.ndarray) -> np.ndarray:
-    from scipy.special import ndtr  # scipy comes with scikit-learn
-
-    return ndtr(z)
-
-
-class Encoder:
-    """Genotypes as feature vectors over known distributions.
-
-    Columns: one-hot of every (parameter, value), an absent (inactive) parameter being all zeros;
-    integer ranges of up to 64 values are one-hot too (depth as a category) plus one scaled number;
-    floats and larger integer ranges are one number scaled to [0, 1]; and, for every set of choices
-    shared by several parameters (the per-layer widths of an MLP, the six edges of a NAS-Bench-201
-    cell), how many of them took each value: a permutation-invariant summary that lets a surrogate
-    fitted on tens of trials generalise across positions.
-    """
-
-    def __init__(self, distributions: Mapping[str, BaseDistribution]) -> None:
-        self.columns: list[tuple[str, Any]] = []  # (name, value) one-hot, or (name, None) numeric
-        self.scale: dict[str, tuple[float, float, bool]] = {}
-        shared: dict[tuple[Any, ...], list[str]] = {}
-        for name in sorted(distributions):
-            d = distributions[name]
-            if isinstance(d, CategoricalDistribution):
-                self.columns += [(name, c) for c in d.choices]
-                shared.setdefault(tuple(d.choices), []).append(name)
-            elif isinstance(d, IntDistribution) and (d.high - d.low) // d.step < 64:
-                self.columns += [(name, v) for v in range(d.low, d.high + 1, d.step)]
-                self.columns.append((name, None))
-                self.scale[name] = (float(d.low), float(d.high), d.log)
-            else:
-                assert isinstance(d, (IntDistribution, FloatDistribution))
-                self.columns.append((name, None))
-                self.scale[name] = (float(d.low), float(d.high), d.log)
-        self.index = {c: i for i, c in enumerate(self.columns) if c[1] is not None}
-        self.numeric = {name: i for i, (name, v) in enumerate(self.columns) if v is None}
-        self.count_of: dict[str, dict[Any, int]] = {}  # parameter -> value -> count column
-        base = len(self.columns)
-        for k, (choices, names) in enumerate(c for c in shared.items() if len(c[1]) > 1):
-            cols = {v: len(self.columns) + j for j, v in enumerate(choices)}
-            self.columns += [(f"count{k}", v) for v in choices]
-            for name in names:
-                self.count_of[name] = cols
-        self.width = len(self.columns)
-        self.onehot_width = base  # columns before the counts
-
-    def encode(self, genotypes: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Shape (len(genotypes), width) float32."""
-        out = np.zeros((len(genotypes), self.width), dtype=np.float32)
-        for r, g in enumerate(genotypes):
-            for name, value in g.items():
-                i = self.index.get((name, value))
-                if i is not None:
-                    out[r, i] = 1.0
-                c = self.count_of.get(name)
-                if c is not None and value in c:
-                    out[r, c[value]] += 1.0
-                j = self.numeric.get(name)
-                if j is not None:
-                    lo, hi, log = self.scale[name]
-                    v, lo_, hi_ = (math.log(value), math.log(lo), math.log(hi)) if log else (value, lo, hi)
-                    out[r, j] = (v - lo_) / (hi_ - lo_) if hi_ > lo_ else 0.0
-        return out
 
 
 class MeasureFirstSampler(optuna.samplers.BaseSampler):
@@ -261,15 +140,18 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         self._fallback.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        """Every parameter of the space (conditional ones included): the whole genotype is relative."""
         return dict(self.distributions)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
-        # only parameters outside `distributions` come here (a space that changed); draw at random
+        """A random value: only parameters outside `distributions` come here (a changed space)."""
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """The genotype to train ({} when no feasible untried candidate is left: Optuna then draws
+        at random), stored at once with the trial (CHOSEN_ATTR) so other workers exclude it."""
         trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
                                                           TrialState.WAITING))
         done: list[FrozenTrial] = []
@@ -421,252 +303,8 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         return mu, sigma, mu_busy
 
 
-class HammingGP:
-    """Gaussian-process regression on one-hot genotypes and log10 energy, in numpy.
-
-    Kernel: k(x, x') = exp(-theta * d(x, x') / p) * exp(-(log10 e - log10 e')^2 / (2 l^2)), where d is
-    the number of parameters whose values differ (absent vs present counts as differing: half the
-    one-hot symmetric difference) and p the largest number of parameters of a genotype: a Hamming
-    (overlap) kernel for categorical values, as in BOCS/COMBO-style categorical Bayesian optimisation,
-    times a squared-exponential kernel on the one continuous input. Targets are standardised; theta, l
-    and the noise share are chosen on a small grid by the log marginal likelihood (Rasmussen &
-    Williams 2006, eq. 2.30). Fitting costs one Cholesky factorisation per grid point: O(n^3), under
-    milliseconds for the few hundred trials of a search.
-
-    Args:
-        x: shape (n, c + 1): one-hot columns then log10 energy (MeasureFirstSampler._features).
-        y: shape (n,): observed accuracies.
-    """
-
-    THETAS = (0.5, 1.0, 2.0, 4.0, 8.0)
-    LENGTHS = (0.1, 0.3, 1.0, 3.0)
-    NOISES = (1e-3, 1e-2, 1e-1)
-
-    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.x = np.asarray(x, dtype=float)
-        self.mean, self.scale = float(np.mean(y)), float(np.std(y)) or 1.0
-        z = (np.asarray(y, dtype=float) - self.mean) / self.scale
-        self.p = max(1.0, float(self.x[:, :-1].sum(axis=1).max()))
-        dist, de2 = self._dist(self.x, self.x)
-        best = None
-        for theta in self.THETAS:
-            kc = np.exp(-theta * dist / self.p)
-            for length in self.LENGTHS:
-                k = kc * np.exp(-de2 / (2 * length**2))
-                for noise in self.NOISES:
-                    try:
-                        chol = np.linalg.cholesky(k + noise * np.eye(len(z)))
-                    except np.linalg.LinAlgError:
-                        continue
-                    alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, z))
-                    lml = -0.5 * z @ alpha - np.log(np.diag(chol)).sum()
-                    if best is None or lml > best[0]:
-                        best = (lml, theta, length, noise, chol, alpha)
-        assert best is not None
-        _, self.theta, self.length, self.noise, self.chol, self.alpha = best
-
-    def _dist(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        oa, ob = a[:, :-1], b[:, :-1]
-        dist = 0.5 * (oa.sum(1)[:, None] + ob.sum(1)[None, :] - 2 * oa @ ob.T)
-        de2 = (a[:, -1][:, None] - b[:, -1][None, :]) ** 2
-        return dist, de2
-
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of the latent accuracy at `x` (shape (m, c + 1)): two (m,)."""
-        dist, de2 = self._dist(np.asarray(x, dtype=float), self.x)
-        ks = np.exp(-self.theta * dist / self.p) * np.exp(-de2 / (2 * self.length**2))
-        mu = ks @ self.alpha
-        v = np.linalg.solve(self.chol, ks.T)
-        var = np.maximum(1e-12, 1.0 - (v * v).sum(axis=0))
-        return self.mean + self.scale * mu, self.scale * np.sqrt(var)
-
-
 def _feasible(t: FrozenTrial) -> bool:
     return all(c <= 0 for c in t.constraints.values())
 
 
-# ------------------------------------------------------------------------------------ our spaces
-class RandomTrial:
-    """Stands in for an Optuna trial and draws every suggested value uniformly with `rng`, so that
-    `nas.space.sample` proposes candidates with the space's own conditions. `params` and
-    `distributions` hold what was suggested, as an Optuna trial's would."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.params: dict[str, Any] = {}
-        self.distributions: dict[str, BaseDistribution] = {}
-
-    def _keep(self, name: str, d: BaseDistribution, value: Any) -> Any:
-        self.params[name], self.distributions[name] = value, d
-        return value
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        choices = tuple(choices)
-        return self._keep(name, CategoricalDistribution(choices), choices[int(self.rng.integers(len(choices)))])
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
-        values = range(low, high + 1, step)
-        return self._keep(name, IntDistribution(low, high, log=log, step=step),
-                          values[int(self.rng.integers(len(values)))])
-
-    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
-        d = FloatDistribution(low, high, log=log, step=step)
-        if step is not None:
-            n = int(round((high - low) / step))
-            value = round(low + step * int(self.rng.integers(n + 1)), 12)  # as nas.tabular enumerates
-        elif log:
-            value = float(math.exp(self.rng.uniform(math.log(low), math.log(high))))
-        else:
-            value = float(self.rng.uniform(low, high))
-        return self._keep(name, d, value)
-
-
-def space_distributions(space: Any) -> dict[str, BaseDistribution]:
-    """Every Optuna parameter `nas.space.sample` can suggest for `space` (a nas.config.SearchSpace),
-    conditional and per-unit ones included, with the distribution it suggests it with."""
-
-    def dist(p: Any) -> BaseDistribution:
-        if p.kind == "choice":
-            return CategoricalDistribution(tuple(p.choices))
-        if p.kind == "int":
-            return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-        return FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-
-    out = {p.name: dist(p) for p in space.params}
-    group = space.repeated
-    out[f"{group.name}.count"] = dist(group.count)
-    most = int(max(group.count.choices) if group.count.kind == "choice" else group.count.high)
-    for i in range(most):
-        for p in group.params:
-            out[f"{group.name}.{i}.{p.name}"] = dist(p)
-    return out
-
-
-def for_space(space: Any, cheap: Callable[[dict[str, Any]], float | None], seed: int | None = None,
-              **kwargs: Any) -> MeasureFirstSampler:
-    """A measure-first sampler over a nas.config.SearchSpace; `cheap` maps Optuna params to energy
-    per inference (J) or None (not trainable); `kwargs` go to MeasureFirstSampler."""
-    from nas.space import sample
-
-    def propose(rng: np.random.Generator) -> dict[str, Any]:
-        t = RandomTrial(rng)
-        sample(t, space)  # type: ignore[arg-type]
-        return t.params
-
-    return MeasureFirstSampler(space_distributions(space), propose, cheap, seed=seed, **kwargs)
-
-
-def cheap_energy(ctx: Any) -> Callable[[dict[str, Any]], float | None]:
-    """The search's cheap objective for a measure-first sampler: energy per inference (J) of a
-    genotype's deployed network before any training, or None when a budget rules it out.
-
-    Replaying a table (`ctx.table`): the table's energy (and latency) of the genotype, exact.
-    Otherwise: the deployed network (built, pruned) as the analytical estimate of the search's
-    hardware profile sees it (`nas.energy.estimate`): on an estimate profile the very figure the trial
-    will record; on a sensor profile a proxy that ranks candidates (each trial still measures its
-    network; the proxy is never stored as a measurement). Building and counting a candidate costs
-    10-50 ms (PyTorch's FlopCounterMode), hence the smaller candidate pool of real searches.
-    """
-    from nas.budget import Budget
-
-    s = ctx.settings
-    budget = Budget(s.energy_budget_j, s.latency_budget_s)
-
-    def allowed(energy_j: float, latency_s: float | None) -> float | None:
-        if budget.active and any(v > 0 for v in budget.violations(energy_j, latency_s or 0.0).values()):
-            return None
-        return energy_j
-
-    if ctx.table is not None:
-        from nas.tabular import key_of
-
-        def from_table(params: dict[str, Any]) -> float | None:
-            row = ctx.table.rows.get(key_of(params))
-            if row is None:
-                return None
-            attrs = row["user_attrs"]
-            return allowed(float(attrs["energy_per_inference_j"]), attrs.get("latency_s"))
-
-        return from_table
-
-    import torch
-
-    from nas.deploy import rebuild
-    from nas.energy.estimate import EstimateMeter
-    from nas.models import model_stats
-    from nas.space import sample
-
-    meter = EstimateMeter(ctx.profile)
-
-    def estimate(params: dict[str, Any]) -> float | None:
-        arch = sample(_FixedTrial(params), ctx.space)  # type: ignore[arg-type]
-        with torch.random.fork_rng(devices=[]):  # weights do not matter; the search's RNG stays untouched
-            model = rebuild(arch, ctx.data.input_shape, ctx.data.num_classes)  # pruned as deployed
-        precision = str(arch.params.get("precision", ctx.profile.precision))
-        record = meter.estimate(model_stats(model, ctx.data.input_shape), precision, ctx.profile.batch_size)
-        return allowed(record.energy_per_inference_j, record.latency_s)
-
-    return estimate
-
-
-class _FixedTrial:
-    """Replays a params dict through `nas.space.sample`."""
-
-    def __init__(self, params: Mapping[str, Any]) -> None:
-        self.params = params
-
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
-        return self.params[name]
-
-    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
-        return self.params[name]
-
-    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
-        return self.params[name]
-
-
-def search_sampler(ctx: Any, seed: int) -> MeasureFirstSampler:
-    """The measure-first sampler of a search (`--sampler measure-first`): the search's space, its
-    cheap energy (`cheap_energy`), accuracy and energy at their places among the objectives.
-
-    Raises:
-        nas.errors.ConfigError: when the search does not optimise both accuracy and energy.
-    """
-    from nas.errors import ConfigError
-
-    names = [o.name for o in ctx.objectives]
-    if "accuracy" not in names or "energy" not in names:
-        raise ConfigError(f"--sampler measure-first: needs the objectives accuracy and energy (have {','.join(names)})")
-    where = {"accuracy_index": names.index("accuracy"), "energy_index": names.index("energy")}
-    if ctx.table is None:  # each candidate costs a model build and a FLOP count: fewer of them
-        return for_space(ctx.space, cheap_energy(ctx), seed=seed, n_candidates=256, n_fresh=16, **where)
-    rows = [json.loads(k) for k in sorted(ctx.table.rows)]
-    return table_sampler(ctx.space, rows, cheap_energy(ctx), seed, **where)
-
-
-def table_sampler(space: Any, rows: Sequence[Mapping[str, Any]], cheap: Callable[[dict[str, Any]], float | None],
-                  seed: int, whole_up_to: int = 2000, **kwargs: Any) -> MeasureFirstSampler:
-    """A measure-first sampler replaying a table: its candidates are the table's rows.
-
-    Tables of up to `whole_up_to` rows are scored whole at every trial. Larger ones through a pool
-    of 1,000 (half fixed, half drawn anew for each trial), drawn half through the space's own
-    sampling code (as a search draws: in a conditional space the shallow networks, few but often on
-    the front, come up as often as the deep ones) and half uniformly over the rows (so that a table
-    holding only part of a space, as an imported one may, still yields candidates); candidates that
-    are not rows are dropped by `cheap` (None).
-    """
-    from nas.space import sample
-
-    rows = [dict(r) for r in rows]
-
-    def propose(rng: np.random.Generator) -> dict[str, Any]:
-        if rng.random() < 0.5:
-            t = RandomTrial(rng)
-            sample(t, space)  # type: ignore[arg-type]
-            return t.params
-        return dict(rows[int(rng.integers(len(rows)))])
-
-    whole = len(rows) <= whole_up_to
-    return MeasureFirstSampler(space_distributions(space), propose, cheap, seed=seed,
-                               n_candidates=len(rows) if whole else 1000, n_fresh=0 if whole else None,
-                               pool=rows if whole else None, **kwargs)
+__all__ = ["CHOSEN_ATTR", "MeasureFirstSampler", "genotype_key"]

@@ -29,7 +29,7 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 # Samplers built from the search's context (space, objectives, cheap energy function), by name ->
 # "module:function(ctx, seed)"; imported only when chosen, so this module stays a leaf.
 CONTEXT_SAMPLERS: dict[str, str] = {
-    "measure-first": "nas.search.measure_first:search_sampler",
+    "measure-first": "nas.search.candidates:search_sampler",
 }
 
 

@@ -1,4 +1,5 @@
-"""The measure-first sampler: closed-form EHVI, candidates, exclusions, determinism, search use."""
+"""The measure-first sampler (and its surrogate and candidates): closed-form EHVI, exclusions,
+determinism, conditional spaces."""
 
 from __future__ import annotations
 
@@ -11,15 +12,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from nas.config import load_space
-from nas.search.measure_first import (
-    CHOSEN_ATTR,
-    Encoder,
-    MeasureFirstSampler,
-    RandomTrial,
-    expected_hvi,
-    for_space,
-    space_distributions,
-)
+from nas.search.candidates import RandomTrial, for_space, space_distributions
+from nas.search.measure_first import CHOSEN_ATTR, MeasureFirstSampler
+from nas.search.surrogate import Encoder, expected_hvi
 from nas.space import sample
 
 OPS = ("a", "b", "c", "d")
