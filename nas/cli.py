@@ -58,10 +58,22 @@ def search(quiet: bool, **kw: Any) -> None:
 @opt.worker_options
 @opt.quiet("Print nothing when done.")
 def worker(quiet: bool, **kw: Any) -> None:
-    """Join an existing study and run trials until it holds its target; settings come from the study."""
+    """Join an existing study and run trials until it holds its target; settings come from the study.
+
+    With --measure-only, train nothing: measure the candidates trainers elsewhere queue."""
     from nas.workers import format_worker, run_worker
 
-    r = run_worker(WorkerSettings(**kw))
+    ws = WorkerSettings(**kw)
+    if ws.measure_only:
+        from nas.measurer import format_measurer, run_measurer
+
+        m = run_measurer(ws)
+        if not quiet:
+            click.echo(format_measurer(m))
+        if m.interrupted:
+            sys.exit(130)
+        return
+    r = run_worker(ws)
     if r.complete is None:
         click.echo("worker interrupted before it joined the study", err=True)
     elif not quiet:

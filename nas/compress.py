@@ -202,6 +202,11 @@ class CastInput(nn.Module):
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def low_precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a low float precision (`bf16`, `fp16`); KeyError for others."""
+    return _DTYPES[precision]
+
+
 def to_precision(model: nn.Module, precision: str, calibration: torch.Tensor, batch_size: int = 64) -> nn.Module:
     """The deployable form of a trained float model at `precision` (a new module, in eval mode).
 

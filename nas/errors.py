@@ -25,6 +25,12 @@ class MeterUnavailable(NasError):
     exit_code = 3
 
 
+class RuntimeUnavailable(NasError):
+    """A deployed runtime (or its execution provider) cannot be used here."""
+
+    exit_code = 3
+
+
 class StorageError(NasError):
     """The Optuna storage cannot be opened or does not hold what we expect."""
 

@@ -108,6 +108,10 @@ class EnergyRecord:
     # sensor meters: how the figure was obtained (window plan, per-window durations and net
     # energies, idle baseline details, what ran at which precision); see nas/energy/protocol.py
     protocol: Mapping[str, Any] = field(default_factory=dict)
+    # where the figure comes from beyond the sensor: the machine that measured it, and the
+    # runtime the model ran in (name, execution_provider, threads, format, version; nas.runtimes)
+    host: str | None = None
+    runtime: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def measured(self) -> bool:
@@ -120,6 +124,7 @@ class EnergyRecord:
         d["windows_j"] = list(self.windows_j)
         d["coefficients"] = dict(self.coefficients)
         d["protocol"] = dict(self.protocol)
+        d["runtime"] = dict(self.runtime)
         return d
 
     @classmethod
@@ -139,6 +144,9 @@ class Meter(ABC):
 
     name: ClassVar[str]
     torch_device: ClassVar[str] = "cpu"  # where workloads run for this meter
+    # False for meters that compute energy from counts without running the model: the deploy
+    # path then does not export it into the profile's runtime (nas.measurer.measure_candidate)
+    runs_workload: ClassVar[bool] = True
 
     def __init__(self, profile: HardwareProfile) -> None:
         self.profile = profile

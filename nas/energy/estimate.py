@@ -80,6 +80,7 @@ class EstimateMeter(Meter):
     """Deterministic analytical estimate from the hardware profile; labelled `estimated:analytical`."""
 
     name = "estimate"
+    runs_workload = False
 
     def __init__(self, profile: HardwareProfile) -> None:
         super().__init__(profile)

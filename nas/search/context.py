@@ -21,6 +21,7 @@ from nas.config import (
 from nas.data import Dataset, load_dataset
 from nas.deploy import deployable
 from nas.energy import Meter, create_meter
+from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, RunError
 from nas.hardware import HardwareProfile, runtime_precisions
 from nas.objectives import Objective, parse_objectives
@@ -51,11 +52,23 @@ class SearchContext:
     host: str = field(default_factory=socket.gethostname)
     table: Table | None = None
     artifact_dir: Path | None = None
+    train_device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where candidates train
+    _training_estimate: Meter | None = None
 
     @property
     def device(self) -> torch.device:
-        """The device the meter measures (where candidates train and float networks run)."""
+        """The device the meter measures (where float networks run for measuring)."""
         return torch.device(self.meter.torch_device)
+
+    def training_meter(self) -> Meter:
+        """The meter of training windows: the measuring meter when training runs on its device;
+        else the profile's estimate (labelled `estimated:`), since a sensor on another device does
+        not see the training."""
+        if self.train_device.type == self.device.type or not self.meter.runs_workload:
+            return self.meter
+        if self._training_estimate is None:
+            self._training_estimate = EstimateMeter(self.profile)
+        return self._training_estimate
 
     def resolved(self) -> dict[str, Any]:
         """The settings as stored with the study and in run.json (no credentials)."""
@@ -107,10 +120,29 @@ def _context(
     data: Dataset | None = None,
 ) -> SearchContext:
     objectives = parse_objectives(settings.objectives)
+    train_device = resolve_train_device(settings.train_device)
     data = data or load_dataset(settings.dataset, settings.split_seed)
-    meter = create_meter(profile, allow_estimate=settings.allow_estimate)
+    if settings.measure_remote:
+        # `nas worker --measure-only` measures on the target; here only training energy, estimated
+        meter: Meter = EstimateMeter(profile)
+    else:
+        meter = create_meter(profile, allow_estimate=settings.allow_estimate)
     check_precisions(space, profile, meter)
-    return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter)
+    return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter,
+                         train_device=train_device)
+
+
+def resolve_train_device(name: str) -> torch.device:
+    """The torch device `--train-device` names on this machine: `auto` is CUDA where
+    torch.cuda.is_available(), else the CPU. ConfigError (one line) for `cuda` without a usable GPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"--train-device cuda: no CUDA GPU is usable here (torch {torch.__version__}, "
+            f"torch.cuda.is_available() is False); use --train-device cpu or auto"
+        )
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter) -> None:
@@ -159,4 +191,4 @@ def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:
     return ctx
 
 
-__all__ = ["SearchContext", "check_precisions", "context_from_study", "prepare"]
+__all__ = ["SearchContext", "check_precisions", "context_from_study", "prepare", "resolve_train_device"]
