@@ -39,6 +39,16 @@ def data():
     return load_dataset("digits", 0)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One intra-op thread, as a search with --threads 1 trains: on a shared 2-core machine more
+    threads only spin (training here took minutes instead of a second)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _model(data, space: str, seed: int, epochs: int = 0) -> torch.nn.Module:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     arch = sample(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed)).ask(), load_space(space))
