@@ -176,16 +176,40 @@ def rerank(run: str, profile: str, all_trials: bool, allow_estimate: bool, stora
 
 # ----------------------------------------------------------------------------- measure
 @main.command()
-@opt.run_argument
-@opt.trial(required=True, help="The trial to re-measure.")
+@click.argument("run", type=click.Path(), required=False)
+@opt.trial(required=False, help="The trial of RUN to re-measure.")
+@click.option("--model", "model_file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Measure this exported or third-party model instead (.onnx, or TorchScript .pt); needs --profile.")
+@click.option("--input-shape", default=None, metavar="SHAPE",
+              help="With --model: one sample's shape, e.g. 1,8,8 (required for TorchScript and symbolic ONNX inputs).")
+@click.option("--runtime", default=None, metavar="NAME",
+              help="With --model: run in this runtime (torch, torchscript, onnxruntime) instead of the profile's.")
 @opt.profile("Measure on this profile instead of the run's (a shipped name or a YAML path).")
 @click.option("--repeats", default=None, type=int, metavar="R", help="Measurement windows (default: the profile's).")
 @opt.allow_estimate
 @opt.storage
 @opt.json_output
-def measure(run: str, trial: int, profile: str | None, repeats: int | None, allow_estimate: bool,
-            storage: str | None, as_json: bool) -> None:
-    """Re-measure one trial's architecture and print the full energy record."""
+def measure(run: str | None, trial: int | None, model_file: str | None, input_shape: str | None, runtime: str | None,
+            profile: str | None, repeats: int | None, allow_estimate: bool, storage: str | None, as_json: bool) -> None:
+    """Re-measure one trial (RUN --trial N), or a model file (--model FILE --profile P); print the full record."""
+    from nas.errors import ConfigError
+
+    if model_file is not None:
+        if run is not None or trial is not None:
+            raise ConfigError("give either RUN --trial N or --model FILE, not both")
+        if profile is None:
+            raise ConfigError("--model needs --profile: the device and runtime to measure it on")
+        from nas.measure_file import format_file_measurement, measure_file, parse_input_shape
+
+        f = measure_file(model_file, profile, parse_input_shape(input_shape), runtime=runtime, repeats=repeats,
+                         allow_estimate=allow_estimate)
+        _echo_json(f.to_dict()) if as_json else click.echo(format_file_measurement(f))
+        return
+    if run is None or trial is None:
+        raise ConfigError("give RUN --trial N (a trial of a run) or --model FILE --profile P (a model file)")
+    for flag, value in (("--input-shape", input_shape), ("--runtime", runtime)):
+        if value is not None:
+            raise ConfigError(f"{flag} only applies to --model")
     from nas.measure import format_remeasurement, measure_trial
 
     m = measure_trial(run, trial, profile=profile, repeats=repeats, allow_estimate=allow_estimate, storage=storage)
