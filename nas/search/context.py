@@ -127,7 +127,9 @@ def _context(
         meter: Meter = EstimateMeter(profile)
     else:
         meter = create_meter(profile, allow_estimate=settings.allow_estimate)
-    check_precisions(space, profile, meter)
+    # a remote measurer measures the profile's own device, whatever this machine's meter is
+    measured_on = ("cuda" if profile.device_kind == "gpu" else "cpu") if settings.measure_remote else meter.torch_device
+    check_precisions(space, profile, meter, measured_on)
     return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter,
                          train_device=train_device)
 
@@ -145,8 +147,9 @@ def resolve_train_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter) -> None:
-    """Every precision the space can sample must run on the profile's device (ConfigError if not)."""
+def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter, device: str | None = None) -> None:
+    """Every precision the space can sample must run on the profile's device, measured as `device` (default:
+    the meter's), and in the profile's runtime (ConfigError naming the space file and field if not)."""
     wanted = next((p.choices for p in space.params if p.name == "precision"), (profile.precision,))
     runs = runtime_precisions(profile.runtime.name)
     for precision in wanted:
@@ -160,7 +163,7 @@ def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter)
                 f"{space.source}: field 'params.precision': {precision!r} does not run on profile "
                 f"{profile.name!r} (its device.precisions: {', '.join(profile.precisions)})"
             )
-        why = deployable(precision, profile, meter.torch_device)
+        why = deployable(precision, profile, device or meter.torch_device)
         if why:
             raise ConfigError(
                 f"{space.source}: field 'params.precision': {why} (remove {precision} or use a CPU profile)"
