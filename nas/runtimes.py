@@ -13,7 +13,9 @@ model (already pruned, in eval mode) into a `DeployedModel` for that runtime at 
 
 A DeployedModel is called like a module (`deployed(batch) -> logits`), so the measurement protocol
 runs it unchanged; `deployed.info` says what ran (runtime, provider, threads, format, version) and
-goes into every energy record. Each runtime is one entry of RUNTIMES (register_runtime); nothing
+goes into every energy record. The PyTorch runtimes also put `torch_threads` there: torch's
+intra-op threads are process-wide, so nas.deploy.measure sets them around the measurement, while an
+ONNX Runtime session carries its own. Each runtime is one entry of RUNTIMES (register_runtime); nothing
 else switches on a runtime's name.
 """
 
