@@ -80,6 +80,9 @@ class TrialObjective:
         except TrialFault as e:
             trial.set_user_attr(STATE_ATTR, e.reason)
             raise
+        except KeyboardInterrupt:  # the search is stopping: no measurer should start this one
+            self._queue.withdraw(trial._trial_id, "the trainer was interrupted")
+            raise
         trial.set_user_attr(STATE_ATTR, "done")
         return EnergyRecord.from_dict(result["energy"]), {k: result[k] for k in ("host", "measurer", "device", "runtime", "sensor")}
 
