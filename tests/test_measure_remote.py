@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 
+import optuna
 import pytest
 import sqlalchemy as sa
 from live_sensor import LivePowercap, rapl_profile
@@ -99,6 +100,8 @@ def test_a_trainer_and_a_measurer_share_a_postgres_study(postgres_url, tmp_path)
             "--out", str(tmp_path / "run"), "--measure-remote", "--measure-timeout", "120",
             "--energy-budget", "2e-4", "--quiet",
         )
+        # a measurer joins an existing study (the trainer creates it)
+        wait_for(lambda: "remote" in optuna.get_all_study_names(storage=postgres_url), 120, "the trainer's study")
         first = procs.start("first", "worker", "--measure-only", "--study", "remote", "--claim-grace", GRACE_S,
                             extra_env=sensor_env)
         measurers.append(first.pid)
