@@ -5,7 +5,8 @@ counter follows the CPU time of the measurer processes); the trainer has no sens
 
 One measurer is killed (SIGKILL) while it holds a claim; a second one takes the stale claim over:
 every trial completes with a measurer's record, nothing but the killed measurement is lost, and the
-candidates over the energy budget are measured but never trained.
+candidates over the energy budget are measured but never trained. (The queue's claims, timeouts
+and option checks on SQLite, in process: tests/test_remote_queue.py.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 from live_sensor import LivePowercap, rapl_profile
-from run_helpers import NAS, REPO, assert_clean_failure, env, run_nas, trials, wait_for
+from run_helpers import NAS, REPO, env, trials, wait_for
 from test_postgres import postgres_url  # noqa: F401  (the fixture: a server in a temp folder)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -146,26 +147,3 @@ def test_a_trainer_and_a_measurer_share_a_postgres_study(postgres_url, tmp_path)
             assert t.user_attrs["training"]["method"] == "estimated:analytical" and t.values[0] > 0
     assert sum(t.user_attrs.get("over_budget", False) for t in every) == 2
     assert "study remote" in m_out and "measured" in m_out
-
-
-def test_no_measurer_fails_the_candidate_with_its_own_reason(postgres_url, tmp_path):  # noqa: F811
-    result = run_nas("search", "--space", "mlp", "--trials", "1", "--epochs", "1", "--storage", postgres_url,
-                     "--study", "lonely", "--out", str(tmp_path / "run"), "--measure-remote", "--measure-timeout", "1",
-                     "--timeout", "4", "--quiet")
-    assert result.returncode == 0, result.stderr
-    failed = trials(postgres_url, "lonely", "FAIL")
-    assert failed and {t.user_attrs["fail_reason"] for t in failed} == {"measure_timeout"}
-    assert all(t.user_attrs["measure_state"] == "measure_timeout" for t in failed)
-    assert {r["state"] for r in _requests(postgres_url) if r["study_name"] == "lonely"} == {"withdrawn"}
-
-
-def test_measure_only_refuses_a_study_that_measures_itself(postgres_url, tmp_path):  # noqa: F811
-    created = run_nas("search", "--space", "mlp", "--trials", "1", "--epochs", "1", "--storage", postgres_url,
-                      "--study", "local", "--out", str(tmp_path / "run"), "--quiet")
-    assert created.returncode == 0, created.stderr
-    line = assert_clean_failure(run_nas("worker", "--measure-only", "--study", "local",
-                                        extra_env={"NAS_STORAGE": postgres_url}))
-    assert "measures its candidates itself" in line and "--measure-remote" in line
-    line = assert_clean_failure(run_nas("worker", "--measure-only", "--study", "local", "--trials", "3",
-                                        extra_env={"NAS_STORAGE": postgres_url}))
-    assert "--trials does not apply to --measure-only" in line
