@@ -1,7 +1,7 @@
 """The measurement queue (nas.remote) on SQLite: one claim per candidate, stale claims taken over,
 claims handed back, withdrawn requests refused, a trainer without a measurer failing with its own
 reason, and `nas worker --measure-only` refusing what does not apply. (PostgreSQL and real
-processes: tests/test_measure_remote.py.)"""
+processes: tests/e2e/test_measure_remote.py.)"""
 
 from __future__ import annotations
 
