@@ -247,7 +247,7 @@ def bench_build(output: str, **kw: Any) -> None:
 
 @bench.command("import")
 @click.argument("csv_file", type=click.Path(dir_okay=False))
-@opt.search_setting("space", required=True, help="The search space of the table's architectures (e.g. nb201).")
+@click.option("--space", required=True, help="The search space of the table's architectures (e.g. nb201).")
 @opt.search_setting("profile", help="The hardware profile the energies were measured on (recorded with the table).")
 @click.option("--arch-column", cls=opt.LazyDefault, show_default=True,
               default=opt.library_default(IMPORT, "arch_column"),
