@@ -47,7 +47,7 @@ from nas.deploy import Deployment, deploy, deployable, measure
 from nas.energy import EnergyRecord, Meter, meter_class
 from nas.energy.estimate import inference_terms
 from nas.errors import ConfigError, MeterUnavailable
-from nas.models import build_model
+from nas.models import build_model, family_names, get_family
 
 INPUT_SHAPE = (3, 32, 32)  # CIFAR-sized inputs: big enough that MLP widths reach DRAM-sized weights
 NUM_CLASSES = 10
@@ -61,32 +61,17 @@ class ReferenceModel:
     architecture: dict[str, Any]
 
 
-def _mlp(name: str, widths: Sequence[int]) -> ReferenceModel:
-    return ReferenceModel(name, {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0},
-                                 "units": [{"width": w} for w in widths]})
+def reference_models() -> tuple[ReferenceModel, ...]:
+    """Every registered family's reference networks (`Family.reference_networks`), plugins
+    included, small to large (`ReferenceNetwork.order`): for the built-in families, fp32 weights from ~0.2 MB to
+    ~120 MB (both sides of any cache from 1 MB to 50 MB), MAC-heavy convolutions against
+    byte-heavy MLPs."""
+    refs = [ref for name in family_names() for ref in get_family(name).reference_networks()]
+    return tuple(ReferenceModel(r.name, dict(r.architecture)) for r in sorted(refs, key=lambda r: (r.order, r.name)))
 
 
-def _cnn(name: str, stages: Sequence[tuple[str, int, int, int, int]], mult: float = 1.0) -> ReferenceModel:
-    return ReferenceModel(name, {
-        "family": "cnn", "params": {"activation": "relu", "width_multiplier": mult},
-        "units": [{"block": b, "channels": c, "kernel": k, "repeats": r, "stride": s,
-                   **({"expansion": 4} if b == "inverted_residual" else {})} for b, c, k, r, s in stages],
-    })
+REFERENCE_MODELS: tuple[ReferenceModel, ...] = reference_models()
 
-
-# Fixed and ordered from small to large: weights from ~0.2 MB to ~120 MB in fp32 (so both sides of
-# any cache from 1 MB to 50 MB are covered), and MAC-heavy convolutions against byte-heavy MLPs.
-REFERENCE_MODELS: tuple[ReferenceModel, ...] = (
-    _mlp("mlp-64", [64]),
-    _mlp("mlp-512-256", [512, 256]),
-    _cnn("cnn-dwsep-small", [("dwsep", 32, 3, 1, 2), ("dwsep", 64, 3, 1, 2)]),
-    _cnn("cnn-conv-mid", [("conv", 32, 3, 2, 1), ("conv", 64, 3, 2, 2)]),
-    _cnn("cnn-invres", [("inverted_residual", 24, 3, 2, 1), ("inverted_residual", 48, 5, 2, 2)]),
-    _mlp("mlp-1024x4", [1024, 1024, 1024, 1024]),
-    _cnn("cnn-conv-wide", [("conv", 64, 3, 2, 1), ("conv", 128, 3, 2, 2), ("conv", 256, 3, 1, 2)]),
-    _mlp("mlp-2048x2", [2048, 2048]),
-    _mlp("mlp-4096x2", [4096, 4096]),
-)
 
 COEFFICIENTS = ("energy_per_mac_j", "energy_per_byte_cache_j", "energy_per_byte_dram_j", "static_power_w")
 MUST_BE_POSITIVE = {"energy_per_mac_j", "energy_per_byte_cache_j", "energy_per_byte_dram_j"}

@@ -284,7 +284,7 @@ def spaces_list(as_json: bool) -> None:
         _echo_json([{"name": s.name, "family": s.family, "description": s.description, "file": s.source} for s in loaded])
         return
     for s in loaded:
-        click.echo(f"{s.name:<16} {s.family:<5} {s.description}")
+        click.echo(f"{s.name:<16} {s.family:<11} {s.description}")
 
 
 @spaces.command("show")
@@ -299,12 +299,24 @@ def spaces_show(name: str, as_json: bool) -> None:
         _echo_json(s.to_dict())
         return
     click.echo(f"{s.name} ({s.family}) from {s.source}\n  {s.description}")
-    for p in s.params:
-        click.echo(f"  {p.name:<18} {p.describe()}")
-    click.echo(f"  {s.repeated.name}.count{'':<{max(0, 12 - len(s.repeated.name))}} {s.repeated.count.describe()}")
-    click.echo(f"  per {s.repeated.name[:-1]} (exists only when the {s.repeated.name[:-1]} does):")
-    for p in s.repeated.params:
-        click.echo(f"    {p.name:<16} {p.describe()}")
+    for alt in s.alternatives():
+        indent = "  "
+        if s.families:
+            click.echo(f"  family {alt.family} (when family is {alt.family}):")
+            indent = "    "
+        for p in alt.params:
+            click.echo(f"{indent}{p.name:<18} {p.describe()}")
+        _echo_group(alt.repeated, indent)
+
+
+def _echo_group(group, indent: str) -> None:
+    """A repeated group's count and per-unit parameters, nested groups indented below."""
+    click.echo(f"{indent}{group.name}.count{'':<{max(0, 12 - len(group.name))}} {group.count.describe()}")
+    click.echo(f"{indent}per {group.name[:-1]} (exists only when the {group.name[:-1]} does):")
+    for p in group.params:
+        click.echo(f"{indent}  {p.name:<16} {p.describe()}")
+    for g in group.groups:
+        _echo_group(g, indent + "  ")
 
 
 # ----------------------------------------------------------------------------- profiles

@@ -24,6 +24,7 @@ from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, inference_batch,
 from nas.energy import EnergyRecord, create_meter
 from nas.errors import ConfigError, RunError
 from nas.hardware import HardwareProfile
+from nas.models import architecture_label
 from nas.runs import SETTINGS_ATTR, open_run, study_for_run
 
 
@@ -107,7 +108,7 @@ def measure_trial(
         meter.close()
     stored = frozen.user_attrs.get("energy_per_inference_j")
     return Remeasurement(
-        run=str(folder.path), trial=trial, arch=arch.describe(), architecture=arch.to_dict(),
+        run=str(folder.path), trial=trial, arch=architecture_label(arch), architecture=arch.to_dict(),
         precision=precision, profile=prof.name, meter=meter.name, weights=weights, record=record,
         stored_energy_per_inference_j=float(stored) if stored is not None else None,
         stored_method=frozen.user_attrs.get("energy_method"),

@@ -28,7 +28,7 @@ def inference_terms(stats: ModelStats, profile: HardwareProfile, precision: str,
     e_mac = _coef(profile.energy_per_mac_j, precision, profile)
     peak = _coef(profile.peak_macs_per_s, precision, profile)
     cache = profile.cache_bytes.value
-    weight_bytes = stats.params * bpe
+    weight_bytes = stats.weights_read * bpe  # a mixture of experts reads only its active experts
     # each activation is written once and read once by the next layer
     act_bytes = 2 * (stats.activation_elems + stats.input_elems) * bpe
     weights_in_cache = weight_bytes <= cache

@@ -12,11 +12,11 @@ import torch
 
 from nas.config import (
     PROFILES_DIR,
-    SPACES_DIR,
     parse_profile,
     parse_space,
     read_yaml,
     resolve_named,
+    resolve_space,
 )
 from nas.data import Dataset, load_dataset
 from nas.deploy import deployable
@@ -24,6 +24,7 @@ from nas.energy import Meter, create_meter
 from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, RunError
 from nas.hardware import HardwareProfile, runtime_precisions
+from nas.models.registry import get_family
 from nas.objectives import Objective, parse_objectives
 from nas.runs import SETTINGS_ATTR
 from nas.search.settings import SearchSettings
@@ -88,7 +89,7 @@ def prepare(settings: SearchSettings) -> SearchContext:
     settings.validate()
     if settings.table:
         return _table_context(settings)
-    space_path = resolve_named(settings.space, SPACES_DIR, "search space")
+    space_path = resolve_space(settings.space)
     space_doc = read_yaml(space_path)
     space = parse_space(space_doc, str(space_path), space_path.stem)
     profile_path = resolve_named(settings.profile, PROFILES_DIR, "hardware profile")
@@ -149,25 +150,33 @@ def resolve_train_device(name: str) -> torch.device:
 
 def check_precisions(space: SearchSpace, profile: HardwareProfile, meter: Meter, device: str | None = None) -> None:
     """Every precision the space can sample must run on the profile's device, measured as `device` (default:
-    the meter's), and in the profile's runtime (ConfigError naming the space file and field if not)."""
-    wanted = next((p.choices for p in space.params if p.name == "precision"), (profile.precision,))
+    the meter's), and in the profile's runtime, and be one its family deploys in (ConfigError naming the
+    space file and field if not)."""
     runs = runtime_precisions(profile.runtime.name)
-    for precision in wanted:
-        if precision not in runs:
-            raise ConfigError(
-                f"{space.source}: field 'params.precision': {precision!r} does not run in runtime "
-                f"{profile.runtime.name!r} of profile {profile.name!r} (it runs {', '.join(runs)})"
-            )
-        if precision not in profile.precisions:
-            raise ConfigError(
-                f"{space.source}: field 'params.precision': {precision!r} does not run on profile "
-                f"{profile.name!r} (its device.precisions: {', '.join(profile.precisions)})"
-            )
-        why = deployable(precision, profile, device or meter.torch_device)
-        if why:
-            raise ConfigError(
-                f"{space.source}: field 'params.precision': {why} (remove {precision} or use a CPU profile)"
-            )
+    for alt in space.alternatives():
+        declared = next((p.choices for p in alt.params if p.name == "precision"), None)
+        family = get_family(alt.family)
+        for precision in declared or (profile.precision,):
+            if declared is None and precision not in family.precisions:
+                raise ConfigError(
+                    f"{space.source}: family {alt.family!r} does not deploy in profile {profile.name!r}'s "
+                    f"precision {precision!r}; declare params.precision with one of {', '.join(family.precisions)}"
+                )
+            if precision not in runs:
+                raise ConfigError(
+                    f"{space.source}: field 'params.precision': {precision!r} does not run in runtime "
+                    f"{profile.runtime.name!r} of profile {profile.name!r} (it runs {', '.join(runs)})"
+                )
+            if precision not in profile.precisions:
+                raise ConfigError(
+                    f"{space.source}: field 'params.precision': {precision!r} does not run on profile "
+                    f"{profile.name!r} (its device.precisions: {', '.join(profile.precisions)})"
+                )
+            why = deployable(precision, profile, device or meter.torch_device)
+            if why:
+                raise ConfigError(
+                    f"{space.source}: field 'params.precision': {why} (remove {precision} or use a CPU profile)"
+                )
 
 
 def context_from_study(study: optuna.Study, **overrides: Any) -> SearchContext:

@@ -22,7 +22,7 @@ from nas.deploy import CALIBRATION_SAMPLES, candidate_payload, deploy, inference
 from nas.energy import EnergyRecord
 from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, NasError, TrialFault
-from nas.models import ModelStats, build_model, model_stats
+from nas.models import ModelStats, architecture_label, build_model, model_stats
 from nas.remote import STATE_ATTR, MeasureQueue, queue_for
 from nas.search.context import SearchContext
 from nas.search.reuse import reuse
@@ -179,7 +179,7 @@ class TrialObjective:
             record = measure_on(ctx.meter, deployment, ctx.data, ctx.profile)
         lap("measure")
         base_attrs = {
-            "architecture": arch.to_dict(), "arch": arch.describe(), "params": stats.params, "macs": stats.macs,
+            "architecture": arch.to_dict(), "arch": architecture_label(arch), "params": stats.params, "macs": stats.macs,
             "precision": precision, "prune_ratio": prune_ratio,
             "energy_per_inference_j": record.energy_per_inference_j, "energy_method": record.method,
             "latency_s": record.latency_s, "energy": record.to_dict(), "seed": seed, "host": ctx.host,
