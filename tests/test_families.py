@@ -94,20 +94,31 @@ def test_cnn_labels_tell_apart_networks_the_old_summary_merged():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_exports_to_torchscript_and_onnx_in_agreement(family, tmp_path):
+def test_exports_in_every_format_in_agreement(family, tmp_path):
+    """Every exporter of the table (architecture, weights, TorchScript, ONNX...) writes the
+    family's network and its copy agrees with PyTorch within the exporters' tolerance."""
     pytest.importorskip("onnxruntime")
-    from nas.export import _run_onnx, _write_onnx, _write_torchscript
+    from nas.deploy import rebuild
+    from nas.exporters import EXPORTERS, ExportedArchitecture, ExportJob
 
     torch.manual_seed(0)
-    model = build_model(_smallest(family), DIGITS, 10).eval()
-    example, x = torch.randn(2, *DIGITS), torch.randn(5, *DIGITS)
+    arch = _smallest(family)
+    model = rebuild(arch, DIGITS, 10).eval()  # pruned as the architecture says, as a trial ends
+    x = torch.randn(5, *DIGITS)
     with torch.no_grad():
         reference = model(x)
-    _write_torchscript(model, example, tmp_path / "m.pt")
-    scripted = torch.jit.load(str(tmp_path / "m.pt"))
-    assert torch.allclose(scripted(x), reference, atol=1e-4)
-    _write_onnx(model, example, tmp_path / "m.onnx")  # batch 2 exported, batch 5 run: dynamic axis
-    assert torch.allclose(torch.from_numpy(_run_onnx(tmp_path / "m.onnx", x)), reference, atol=1e-4)
+    paths = {key: tmp_path / name for e in EXPORTERS.values() for key, name in e.files.items()}
+    job = ExportJob(model, ExportedArchitecture(arch, DIGITS, 10), paths, x, reference)
+    checked = set()
+    for exporter in EXPORTERS.values():
+        if not exporter.available():
+            continue
+        exporter.write(job)
+        if exporter.check is not None:
+            check = exporter.check(job)
+            assert check.passed, (exporter.name, check.max_abs_diff)
+            checked.add(exporter.name)
+    assert {"torchscript", "onnx"} <= checked
 
 
 @pytest.mark.parametrize("family", FAMILIES)
