@@ -43,8 +43,9 @@ def main() -> None:
                                   sampler=args.sampler, seed=args.seed, out=str(out)))
         print(f"search: {time.perf_counter() - t0:.0f} s wall")
     study = optuna.load_study(study_name=out.resolve().name, storage=f"sqlite:///{out}/study.db")
-    records = trial_records(study, parse_objectives("accuracy,energy"))
-    front = {r.number for r in pareto_front(records)}
+    objectives = parse_objectives("accuracy,energy")
+    records = trial_records(study, objectives)
+    front = {r.number for r in pareto_front(records, objectives)}
     by_family: dict[str, list] = defaultdict(list)
     for r in records:
         by_family[r.architecture["family"]].append(r)

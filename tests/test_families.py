@@ -66,7 +66,8 @@ def test_every_family_ships_a_space_and_unknown_names_list_the_valid_ones():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_builds_with_the_right_output_shape(family):
     for space in _spaces_of(family)[:1]:
-        for arch in _samples(space, 4):
+        for arch in _samples(space, 3):
+            arch = replace(arch, units=arch.units[:2])  # depth is not what is tested; keep it quick
             for shape in (DIGITS, (1, 28, 28)):
                 model = build_model(arch, shape, 10).eval()
                 assert model(torch.randn(2, *shape)).shape == (2, 10)
