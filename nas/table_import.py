@@ -166,7 +166,7 @@ def import_table(csv_path: str | Path, settings: Any, out: str | Path, *, arch_c
                 raise bad(arch_column, f"the same architecture as row {rows[key]['user_attrs']['source_row']} "
                                        "with different figures")
             rows[key] = {"values": values, "user_attrs": {
-                "architecture": arch.to_dict(), "arch": arch.describe(), "val_accuracy": acc, "test_accuracy": None,
+                "architecture": arch.to_dict(), "arch": _label(arch), "val_accuracy": acc, "test_accuracy": None,
                 "energy_per_inference_j": energy, "energy_method": ENERGY_METHOD, "energy_source": path.name,
                 "latency_s": latency, "source_row": n,
             }}
@@ -195,3 +195,10 @@ def _number(text: str | None, ok: Callable[[float], bool], expected: str,
         raise bad(column, f"{expected}, got {text!r}")
     return value
 
+
+
+def _label(arch: Architecture) -> str:
+    """The family's label of `arch` (nas.models imports torch: only when a row is stored)."""
+    from nas.models import architecture_label
+
+    return architecture_label(arch)

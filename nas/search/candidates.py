@@ -74,13 +74,23 @@ def space_distributions(space: Any) -> dict[str, BaseDistribution]:
             return IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
         return FloatDistribution(p.low, p.high, log=p.log, step=p.step)
 
-    out = {p.name: dist(p) for p in space.params}
-    group = space.repeated
-    out[f"{group.name}.count"] = dist(group.count)
-    most = int(max(group.count.choices) if group.count.kind == "choice" else group.count.high)
-    for i in range(most):
-        for p in group.params:
-            out[f"{group.name}.{i}.{p.name}"] = dist(p)
+    out: dict[str, BaseDistribution] = {}
+
+    def add_group(group: Any, prefix: str) -> None:
+        out[f"{prefix}{group.name}.count"] = dist(group.count)
+        most = int(max(group.count.choices) if group.count.kind == "choice" else group.count.high)
+        for i in range(most):
+            for p in group.params:
+                out[f"{prefix}{group.name}.{i}.{p.name}"] = dist(p)
+            for nested in group.groups:  # nested repeated groups (per layer, its experts)
+                add_group(nested, f"{prefix}{group.name}.{i}.")
+
+    if space.families:  # the family is a choice; each family's names carry it as a prefix
+        out["family"] = CategoricalDistribution(tuple(a.family for a in space.families))
+    for alt in space.alternatives():
+        prefix = f"{alt.family}." if space.families else ""
+        out.update({f"{prefix}{p.name}": dist(p) for p in alt.params})
+        add_group(alt.repeated, prefix)
     return out
 
 
