@@ -22,6 +22,7 @@ from nas.hardware import (
     HardwareProfile,
     Protocol,
     Runtime,
+    SensorSettings,
     Sourced,
     runtime_precisions,
 )
@@ -112,7 +113,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     doc = Doc(data, file)
     doc.check_keys(
         {"name", "description", "meter", "device", "inference", "power", "throughput", "memory",
-         "estimate", "carbon", "measurement", "runtime"}
+         "estimate", "carbon", "measurement", "runtime", "sensor"}
     )
     meter = doc.str("meter")
     if meter not in meter_names():
@@ -155,7 +156,8 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     proto = Protocol()
     if doc.has("measurement"):
         m = doc.sub("measurement")
-        m.check_keys({"warmup_batches", "min_window_s", "min_inferences", "repeats", "idle_window_s", "subtract_idle"})
+        m.check_keys({"warmup_batches", "min_window_s", "min_inferences", "repeats", "idle_window_s", "subtract_idle",
+                      "min_net_fraction", "idle_refresh_s"})
         subtract = m.raw("subtract_idle", False)
         if not isinstance(subtract, bool):
             raise m.error("expected true or false", subtract, "subtract_idle")
@@ -166,6 +168,21 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
             repeats=m.int("repeats", proto.repeats, low=1),
             idle_window_s=m.number("idle_window_s", proto.idle_window_s, positive=True),
             subtract_idle=subtract,
+            min_net_fraction=m.number("min_net_fraction", proto.min_net_fraction),
+            idle_refresh_s=m.number("idle_refresh_s", proto.idle_refresh_s, positive=True),
+        )
+        if proto.min_net_fraction >= 1:
+            raise m.error("expected a fraction of gross energy below 1", proto.min_net_fraction, "min_net_fraction")
+    sensor = SensorSettings()
+    if doc.has("sensor"):
+        sd = doc.sub("sensor")
+        sd.check_keys({"rails", "sample_interval_s"})
+        rails = sd.raw("rails", [])
+        if not isinstance(rails, list) or any(not isinstance(r, str) or not r.strip() for r in rails):
+            raise sd.error("expected a list of rail names", rails, "rails")
+        sensor = SensorSettings(
+            rails=tuple(rails),
+            sample_interval_s=sd.number("sample_interval_s", sensor.sample_interval_s, positive=True),
         )
 
     prec = tuple(precisions)
@@ -196,6 +213,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         protocol=proto,
         source=file,
         runtime=runtime,
+        sensor=sensor,
     )
 
 
@@ -206,6 +224,6 @@ def list_profiles() -> list[Path]:
 
 __all__ = [
     "EXECUTION_PROVIDERS", "PRECISIONS", "PROFILES_DIR", "RESOURCES_DIR", "RUNTIME_NAMES", "SPACES_DIR", "HardwareProfile",
-    "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
+    "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "SensorSettings", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
     "parse_profile", "parse_space", "read_yaml", "resolve_named", "resolve_space",
 ]

@@ -24,7 +24,9 @@ __all__ = [
 
 _BACKENDS = {
     "estimate": "nas.energy.estimate:EstimateMeter",
+    "jetson": "nas.energy.jetson:JetsonMeter",
     "nvml": "nas.energy.nvml:NvmlMeter",
+    "pi5": "nas.energy.pi5:Pi5Meter",
     "rapl": "nas.energy.rapl:RaplMeter",
 }
 

@@ -112,6 +112,9 @@ class EnergyRecord:
     # runtime the model ran in (name, execution_provider, threads, format, version; nas.runtimes)
     host: str | None = None
     runtime: Mapping[str, Any] = field(default_factory=dict)
+    # sensor meters: when the idle baseline this record used was taken (ISO 8601, UTC); its power
+    # is `idle_power_w`, and `protocol["idle"]` has the rest (number, why it was taken)
+    idle_measured_at: str | None = None
 
     @property
     def measured(self) -> bool:

@@ -114,6 +114,8 @@ class TrialObjective:
         except TrialFault as e:
             trial.set_user_attr("fail_reason", e.reason)
             trial.set_user_attr("fail_message", str(e))
+            for key, value in e.attrs.items():  # e.g. the raw record of an implausible measurement
+                trial.set_user_attr(key, value)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
