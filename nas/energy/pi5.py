@@ -33,7 +33,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.config import HardwareProfile
+from nas.hardware import HardwareProfile
 from nas.energy.base import Probe
 from nas.energy.boards import board_model, sysfs_root
 from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep, stuck
