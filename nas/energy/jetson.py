@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.hardware import HardwareProfile
 from nas.energy.base import Probe
 from nas.energy.boards import board_model, sysfs_root
 from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep, stuck
 from nas.energy.sampling import PowerSample, SampledPowerSensor
 from nas.errors import MeterUnavailable
+from nas.hardware import HardwareProfile
 
 MODULE_INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN")  # what each generation calls the module input
 INA3221_CHANNELS = (1, 2, 3)

@@ -33,12 +33,12 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.hardware import HardwareProfile
 from nas.energy.base import Probe
 from nas.energy.boards import board_model, sysfs_root
 from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep, stuck
 from nas.energy.sampling import PowerSample, SampledPowerSensor
 from nas.errors import MeterUnavailable
+from nas.hardware import HardwareProfile
 
 COMMAND = ("vcgencmd", "pmic_read_adc")
 CALL_TIMEOUT_S = 5.0
