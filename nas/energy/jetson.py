@@ -93,6 +93,7 @@ class Rail:
 
     @property
     def where(self) -> str:
+        """The chip and folder, for messages ("ina3221 hwmon1")."""
         return f"{self.chip} {self.voltage_file.parent.name}"
 
 
@@ -197,6 +198,7 @@ class JetsonSensor(SampledPowerSensor):
         self.start_sampling(clock, interval_s, start_thread)
 
     def read_power(self) -> PowerSample:
+        """Summed power of the rails now (W), and their raw (mV, mA) readings."""
         return _power(self.rails)
 
 
@@ -244,9 +246,11 @@ class JetsonMeter(SensorMeter):
 
     @classmethod
     def clear_probe_cache(cls) -> None:
+        """Forget cached probe answers (tests, or after changing the board)."""
         cls._probes.clear()
 
     def open_sensor(self) -> Sensor:
+        """The profile's rails on this board (MeterUnavailable naming what is missing)."""
         model = board_model(self.root)
         check_board(self.profile, model, self.root)
         rails = select_rails(find_rails(self.root), self.profile.sensor.rails)

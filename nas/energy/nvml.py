@@ -217,6 +217,7 @@ class NvmlSensor(Sensor):
         return self._nv.nvmlDeviceGetTotalEnergyConsumption(self._handle)
 
     def change_count(self) -> int | None:
+        """Power mode: how often the raw mW reading changed; counter mode: None (the counter shows it)."""
         # integrated power moves with time even when the power reading is frozen: judge the raw mW
         return self._integrator.changes if self._integrator is not None else None
 

@@ -144,6 +144,7 @@ class PmicSensor(SampledPowerSensor):
         self.start_sampling(clock, interval_s, start_thread)
 
     def read_power(self) -> PowerSample:
+        """Summed power of the rails now (W), and their raw (A, V) readings; runs vcgencmd once."""
         readings = parse_pmic(run_pmic(self.exe))
         missing = [r for r in self.rails if r not in readings or len(readings[r]) < 2]
         if missing:
@@ -194,9 +195,11 @@ class Pi5Meter(SensorMeter):
 
     @classmethod
     def clear_probe_cache(cls) -> None:
+        """Forget cached probe answers (tests, or after changing PATH)."""
         cls._probes.clear()
 
     def open_sensor(self) -> Sensor:
+        """The PMIC rails of the profile through vcgencmd (MeterUnavailable naming what is missing)."""
         exe = find_vcgencmd()
         model = board_model(self.root)
         check_board(self.profile, model)

@@ -269,12 +269,14 @@ def plan_batches(
 
 def measure_windows(
     sensor: Sensor, model: torch.nn.Module, batch: torch.Tensor, batches: int, repeats: int,
-    clock: Clock, sync: Callable[[], None],
+    clock: Clock, sync: Callable[[], None], stuck_after_s: float = 0.0,
 ) -> list[Window]:
     """`repeats` windows of `batches` forward passes, the device synchronised at both edges.
 
-    Raises MeterUnavailable when the sensor did not change during a window (the plan makes every
-    window at least 10 sensor update periods long, so a live sensor always changes).
+    Raises MeterUnavailable when the sensor did not change during a window at least
+    `stuck_after_s` long (10 sensor update periods: a live sensor always changes in that time). A
+    shorter window (the plan overestimated a batch's time) is returned as it is; the caller
+    lengthens it, and a window that stays empty is implausible, never a 0 J result.
     """
     out = []
     for i in range(repeats):
@@ -287,7 +289,7 @@ def measure_windows(
         e1 = sensor.read_j()
         c1 = sensor.change_count()
         t1 = clock()
-        if not _moved(e0, e1, c0, c1):
+        if not _moved(e0, e1, c0, c1) and t1 - t0 >= stuck_after_s:
             raise stuck_error(sensor, f"measurement window {i + 1} of {repeats} ({batches} batches)", t1 - t0)
         out.append(Window(e1 - e0, t1 - t0))
     return out
@@ -377,7 +379,8 @@ def run_protocol(
     batches, per_batch = plan_batches(model, batch, target, protocol.min_inferences, clock, sync)
     replans = 0
     while True:
-        windows = measure_windows(sensor, model, batch, batches, protocol.repeats, clock, sync)
+        windows = measure_windows(sensor, model, batch, batches, protocol.repeats, clock, sync,
+                                  stuck_after_s=MIN_UPDATES_PER_WINDOW * idle.update_period_s)
         shortest = min(w.duration_s for w in windows)
         if shortest >= target or shortest <= 0 or replans == MAX_REPLANS:
             break

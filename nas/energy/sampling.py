@@ -73,6 +73,7 @@ class PowerIntegrator:
 
     @property
     def last_power_w(self) -> float:
+        """The power of the latest sample (W)."""
         return self._p
 
     def _run(self) -> None:
@@ -107,11 +108,13 @@ class SampledPowerSensor(Sensor):
         """Power now in watts, and the raw readings it was computed from (hashable)."""
 
     def start_sampling(self, clock: Clock, interval_s: float, start_thread: bool = True) -> None:
+        """Take the first sample and start the background thread (none when `start_thread` is False)."""
         self._integrator = PowerIntegrator(self.read_power, clock, interval_s, start=start_thread,
                                            name=f"nas-{self.method.split(':')[-1]}-sampler")
 
     @property
     def integrator(self) -> PowerIntegrator:
+        """The running integrator (RuntimeError once closed)."""
         if self._integrator is None:
             raise RuntimeError("the sensor is closed")
         return self._integrator
@@ -121,6 +124,7 @@ class SampledPowerSensor(Sensor):
         return self.integrator.sample()
 
     def read_j(self) -> float:
+        """Take a sample now; the energy integrated since opening (J)."""
         return self.integrator.sample()
 
     def peek_j(self) -> float:
@@ -128,9 +132,11 @@ class SampledPowerSensor(Sensor):
         return self.integrator.integrated_j()
 
     def change_count(self) -> int | None:
+        """How many samples' raw readings differed from the previous sample's."""
         return self.integrator.changes
 
     def close(self) -> None:
+        """Stop the sampling thread. Idempotent."""
         if self._integrator is not None:
             self._integrator.close()
             self._integrator = None

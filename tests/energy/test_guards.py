@@ -233,3 +233,18 @@ def test_hypervolume_reference_is_never_below_zero_energy():
     mixed = [_rec(0, 0.5, 2.0), _rec(1, 1.0, -1.0)]
     s = summarize(mixed, ReferencePoint(0.0, 4.0, "test"))
     assert s.hypervolume == pytest.approx(1.0 * 4.0) and s.fraction == pytest.approx(1.0)
+
+
+def test_a_window_shorter_than_ten_updates_is_lengthened_not_called_stuck():
+    """A window that saw no counter update because it was short (the plan overestimated a batch)
+    is returned for re-planning; only a window of 10 update periods without a change is stuck."""
+    from nas.energy.protocol import measure_windows
+
+    dev = PowerDevice(idle_w=0.0)  # the counter never moves
+    sensor = SimpleNamespace(read_j=dev.energy_j, change_count=lambda: None, method="measured:test",
+                             device_name="fake", where="fake counter")
+    model, batch = TickingModel(dev, lambda k: 0.0), torch.zeros(4, 4)
+    short = measure_windows(sensor, model, batch, 2, 3, dev.clock, lambda: None, stuck_after_s=10 * 0.1)
+    assert [(w.energy_j, w.duration_s) for w in short] == [(0.0, 2 * TICK_S)] * 3
+    with pytest.raises(MeterUnavailable, match="did not change during measurement window 1 of 3 .64 batches."):
+        measure_windows(sensor, model, batch, 64, 3, dev.clock, lambda: None, stuck_after_s=10 * 0.1)
