@@ -74,7 +74,9 @@ def _read_int(path: Path) -> int:
     try:
         return int(text.split()[0])
     except (ValueError, IndexError):
-        raise MeterUnavailable(f"Jetson INA: {path} does not hold an integer (read {text!r})") from None
+        raise MeterUnavailable(
+            f"Jetson INA: {path} does not hold an integer (read {text!r})"
+        ) from None
 
 
 def _optional(path: Path) -> str | None:
@@ -156,8 +158,10 @@ def select_rails(rails: list[Rail], wanted: tuple[str, ...]) -> list[Rail]:
         hits = [r for r in rails if r.label == name]
         if len(hits) != 1:
             what = "not found" if not hits else f"found {len(hits)} times"
-            raise MeterUnavailable(f"Jetson INA: rail {name!r} {what}; this board has: {have}. Set sensor.rails "
-                                   f"in the profile")
+            raise MeterUnavailable(
+                f"Jetson INA: rail {name!r} {what}; this board has: {have}. Set sensor.rails "
+                f"in the profile"
+            )
         out.append(hits[0])
     return out
 
@@ -184,16 +188,26 @@ class JetsonSensor(SampledPowerSensor):
     lock_key = "jetson-ina"
     nominal_update_period_s = 0.1
 
-    def __init__(self, rails: list[Rail], device_name: str, clock: Clock, interval_s: float,
-                 start_thread: bool = True) -> None:
+    def __init__(
+        self,
+        rails: list[Rail],
+        device_name: str,
+        clock: Clock,
+        interval_s: float,
+        start_thread: bool = True,
+    ) -> None:
         self.rails = rails
         labels = ", ".join(r.label for r in rails)
         self.device_name = device_name
         self.driver_version = ", ".join(sorted({f"{r.chip} ({r.layout})" for r in rails}))
-        self.scope = (f"rail(s) {labels} of the module's on-board power monitor (the carrier board, USB and "
-                      f"fan are not included)")
-        self.api = (f"sysfs {rails[0].layout}: bus voltage (mV) x current (mA) of {labels}, sampled every "
-                    f"{interval_s * 1000:g} ms, trapezoid-integrated")
+        self.scope = (
+            f"rail(s) {labels} of the module's on-board power monitor (the carrier board, USB and "
+            f"fan are not included)"
+        )
+        self.api = (
+            f"sysfs {rails[0].layout}: bus voltage (mV) x current (mA) of {labels}, sampled every "
+            f"{interval_s * 1000:g} ms, trapezoid-integrated"
+        )
         self.source = ", ".join(f"{r.voltage_file} x {r.current_file}" for r in rails)
         self.start_sampling(clock, interval_s, start_thread)
 
@@ -209,8 +223,15 @@ class JetsonMeter(SensorMeter):
     torch_device: ClassVar[str] = "cuda"
     _probes: ClassVar[dict[tuple[Any, ...], Probe]] = {}
 
-    def __init__(self, profile: HardwareProfile, *, root: str | Path | None = None, clock: Clock | None = None,
-                 sleep: Sleep | None = None, start_thread: bool = True) -> None:
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        *,
+        root: str | Path | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        start_thread: bool = True,
+    ) -> None:
         super().__init__(profile, clock=clock, sleep=sleep)
         self.root = sysfs_root(root)
         self.start_thread = start_thread
@@ -233,15 +254,24 @@ class JetsonMeter(SensorMeter):
             check_board(profile, model, root)
             moved, reads, watched = cls.watch(lambda: _power(rails)[1])
             if not moved:
-                raise stuck("measured:jetson-ina", model, ", ".join(str(r.current_file) for r in rails),
-                            "the probe", watched, reads)
+                raise stuck(
+                    "measured:jetson-ina",
+                    model,
+                    ", ".join(str(r.current_file) for r in rails),
+                    "the probe",
+                    watched,
+                    reads,
+                )
         except MeterUnavailable as e:
             return Probe(False, str(e))
         import torch
 
         if not torch.cuda.is_available():
-            return Probe(False, f"the Jetson's power monitors are readable, but PyTorch {torch.__version__} has no "
-                                f"CUDA here; install NVIDIA's PyTorch for Jetson to run models on the GPU")
+            return Probe(
+                False,
+                f"the Jetson's power monitors are readable, but PyTorch {torch.__version__} has no "
+                f"CUDA here; install NVIDIA's PyTorch for Jetson to run models on the GPU",
+            )
         return Probe(True)
 
     @classmethod
@@ -254,7 +284,9 @@ class JetsonMeter(SensorMeter):
         model = board_model(self.root)
         check_board(self.profile, model, self.root)
         rails = select_rails(find_rails(self.root), self.profile.sensor.rails)
-        return JetsonSensor(rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread)
+        return JetsonSensor(
+            rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread
+        )
 
 
 __all__ = ["JetsonMeter", "JetsonSensor", "Rail", "find_rails", "select_rails", "sysfs_root"]

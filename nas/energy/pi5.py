@@ -43,7 +43,9 @@ from nas.hardware import HardwareProfile
 COMMAND = ("vcgencmd", "pmic_read_adc")
 CALL_TIMEOUT_S = 5.0
 # "  VDD_CORE_A current(7)=2.12345678A" / "  VDD_CORE_V volt(15)=0.80000000V"
-LINE = re.compile(r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>\S+?)(?P<unit>[AV])\s*$")
+LINE = re.compile(
+    r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>\S+?)(?P<unit>[AV])\s*$"
+)
 
 
 def parse_pmic(text: str) -> dict[str, dict[str, float]]:
@@ -86,24 +88,34 @@ def run_pmic(exe: str) -> str:
     """The text `vcgencmd pmic_read_adc` prints, or MeterUnavailable with the reason and the fix."""
     call = f"{exe} {COMMAND[1]}"
     try:
-        done = subprocess.run([exe, COMMAND[1]], capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
+        done = subprocess.run(
+            [exe, COMMAND[1]], capture_output=True, text=True, timeout=CALL_TIMEOUT_S
+        )
     except PermissionError:
-        raise MeterUnavailable(f"Pi 5 PMIC: cannot run {exe} (Permission denied); make it executable") from None
+        raise MeterUnavailable(
+            f"Pi 5 PMIC: cannot run {exe} (Permission denied); make it executable"
+        ) from None
     except FileNotFoundError:
         raise MeterUnavailable(f"Pi 5 PMIC: {exe} disappeared (not found)") from None
     except subprocess.TimeoutExpired:
-        raise MeterUnavailable(f"Pi 5 PMIC: `{call}` did not answer within {CALL_TIMEOUT_S:g} s") from None
+        raise MeterUnavailable(
+            f"Pi 5 PMIC: `{call}` did not answer within {CALL_TIMEOUT_S:g} s"
+        ) from None
     if done.returncode != 0:
         said = " ".join((done.stderr or done.stdout).split())[:200] or "no output"
         hint = ""
         if re.search(r"vcio|VCHI|ermission|denied", said):
-            hint = ("; vcgencmd needs /dev/vcio: add the user to the video group (sudo usermod -aG video $USER, "
-                    "then log in again) or run as root")
+            hint = (
+                "; vcgencmd needs /dev/vcio: add the user to the video group (sudo usermod -aG video $USER, "
+                "then log in again) or run as root"
+            )
         raise MeterUnavailable(f"Pi 5 PMIC: `{call}` failed (exit {done.returncode}: {said}){hint}")
     return done.stdout
 
 
-def select_rails(readings: dict[str, dict[str, float]], wanted: tuple[str, ...], call: str) -> tuple[str, ...]:
+def select_rails(
+    readings: dict[str, dict[str, float]], wanted: tuple[str, ...], call: str
+) -> tuple[str, ...]:
     """The rails to sum: `wanted`, or every paired rail; MeterUnavailable naming what is missing."""
     have = paired(readings)
     if not readings:
@@ -113,7 +125,9 @@ def select_rails(readings: dict[str, dict[str, float]], wanted: tuple[str, ...],
         )
     if not wanted:
         if not have:
-            raise MeterUnavailable(f"Pi 5 PMIC: `{call}` printed no rail with both a current and a voltage")
+            raise MeterUnavailable(
+                f"Pi 5 PMIC: `{call}` printed no rail with both a current and a voltage"
+            )
         return tuple(have)
     missing = [r for r in wanted if r not in have]
     if missing:
@@ -131,15 +145,26 @@ class PmicSensor(SampledPowerSensor):
     lock_key = "pi5-pmic"
     nominal_update_period_s = 0.1
 
-    def __init__(self, exe: str, rails: tuple[str, ...], device_name: str, clock: Clock, interval_s: float,
-                 start_thread: bool = True) -> None:
+    def __init__(
+        self,
+        exe: str,
+        rails: tuple[str, ...],
+        device_name: str,
+        clock: Clock,
+        interval_s: float,
+        start_thread: bool = True,
+    ) -> None:
         self.exe, self.rails = exe, rails
         self.device_name = device_name
         self.driver_version = None
-        self.scope = (f"PMIC rail(s) {', '.join(rails)} (current x voltage; the 5 V input's conversion losses "
-                      f"and USB peripherals are not included)")
-        self.api = (f"vcgencmd pmic_read_adc: current (A) x voltage (V) per rail, sampled every "
-                    f"{interval_s * 1000:g} ms, trapezoid-integrated")
+        self.scope = (
+            f"PMIC rail(s) {', '.join(rails)} (current x voltage; the 5 V input's conversion losses "
+            f"and USB peripherals are not included)"
+        )
+        self.api = (
+            f"vcgencmd pmic_read_adc: current (A) x voltage (V) per rail, sampled every "
+            f"{interval_s * 1000:g} ms, trapezoid-integrated"
+        )
         self.source = f"{exe} {COMMAND[1]}"
         self.start_sampling(clock, interval_s, start_thread)
 
@@ -148,7 +173,9 @@ class PmicSensor(SampledPowerSensor):
         readings = parse_pmic(run_pmic(self.exe))
         missing = [r for r in self.rails if r not in readings or len(readings[r]) < 2]
         if missing:
-            raise MeterUnavailable(f"Pi 5 PMIC: `{self.source}` stopped reporting rail(s) {', '.join(missing)}")
+            raise MeterUnavailable(
+                f"Pi 5 PMIC: `{self.source}` stopped reporting rail(s) {', '.join(missing)}"
+            )
         raw = tuple((readings[r]["A"], readings[r]["V"]) for r in self.rails)
         return sum(a * v for a, v in raw), raw
 
@@ -160,8 +187,15 @@ class Pi5Meter(SensorMeter):
     torch_device: ClassVar[str] = "cpu"
     _probes: ClassVar[dict[tuple[Any, ...], Probe]] = {}
 
-    def __init__(self, profile: HardwareProfile, *, root: str | Path | None = None, clock: Clock | None = None,
-                 sleep: Sleep | None = None, start_thread: bool = True) -> None:
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        *,
+        root: str | Path | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        start_thread: bool = True,
+    ) -> None:
         super().__init__(profile, clock=clock, sleep=sleep)
         self.root = sysfs_root(root)
         self.start_thread = start_thread
@@ -172,7 +206,12 @@ class Pi5Meter(SensorMeter):
         """Whether vcgencmd answers with the profile's rails, and they move (cached per PATH and profile)."""
         import os
 
-        key = (os.environ.get("PATH"), str(sysfs_root()), profile.device_match, profile.sensor.rails)
+        key = (
+            os.environ.get("PATH"),
+            str(sysfs_root()),
+            profile.device_match,
+            profile.sensor.rails,
+        )
         if key not in cls._probes:
             cls._probes[key] = cls._probe(profile)
         return cls._probes[key]
@@ -185,10 +224,23 @@ class Pi5Meter(SensorMeter):
             rails = select_rails(parse_pmic(run_pmic(exe)), profile.sensor.rails, call)
             check_board(profile, board_model(sysfs_root()))
             moved, reads, watched = cls.watch(
-                lambda: tuple(sorted((r, tuple(sorted(v.items()))) for r, v in parse_pmic(run_pmic(exe)).items()
-                                     if r in rails)))
+                lambda: tuple(
+                    sorted(
+                        (r, tuple(sorted(v.items())))
+                        for r, v in parse_pmic(run_pmic(exe)).items()
+                        if r in rails
+                    )
+                )
+            )
             if not moved:
-                raise stuck("measured:pi5-pmic", board_model(sysfs_root()), call, "the probe", watched, reads)
+                raise stuck(
+                    "measured:pi5-pmic",
+                    board_model(sysfs_root()),
+                    call,
+                    "the probe",
+                    watched,
+                    reads,
+                )
         except MeterUnavailable as e:
             return Probe(False, str(e))
         return Probe(True)
@@ -203,8 +255,12 @@ class Pi5Meter(SensorMeter):
         exe = find_vcgencmd()
         model = board_model(self.root)
         check_board(self.profile, model)
-        rails = select_rails(parse_pmic(run_pmic(exe)), self.profile.sensor.rails, f"{exe} {COMMAND[1]}")
-        return PmicSensor(exe, rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread)
+        rails = select_rails(
+            parse_pmic(run_pmic(exe)), self.profile.sensor.rails, f"{exe} {COMMAND[1]}"
+        )
+        return PmicSensor(
+            exe, rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread
+        )
 
 
 def check_board(profile: HardwareProfile, model: str) -> None:

@@ -32,8 +32,14 @@ class PowerIntegrator:
     time). Errors in the thread are raised by the next `sample()` in the caller's thread.
     """
 
-    def __init__(self, read: Callable[[], PowerSample], clock: Clock, interval_s: float = POWER_SAMPLE_S,
-                 start: bool = True, name: str = "nas-power-sampler") -> None:
+    def __init__(
+        self,
+        read: Callable[[], PowerSample],
+        clock: Clock,
+        interval_s: float = POWER_SAMPLE_S,
+        start: bool = True,
+        name: str = "nas-power-sampler",
+    ) -> None:
         self._read, self._clock, self.interval_s = read, clock, interval_s
         self._lock = threading.Lock()
         p, raw = read()
@@ -109,8 +115,13 @@ class SampledPowerSensor(Sensor):
 
     def start_sampling(self, clock: Clock, interval_s: float, start_thread: bool = True) -> None:
         """Take the first sample and start the background thread (none when `start_thread` is False)."""
-        self._integrator = PowerIntegrator(self.read_power, clock, interval_s, start=start_thread,
-                                           name=f"nas-{self.method.split(':')[-1]}-sampler")
+        self._integrator = PowerIntegrator(
+            self.read_power,
+            clock,
+            interval_s,
+            start=start_thread,
+            name=f"nas-{self.method.split(':')[-1]}-sampler",
+        )
 
     @property
     def integrator(self) -> PowerIntegrator:
