@@ -35,8 +35,10 @@ from typing import Any, ClassVar
 
 from nas.energy.base import Probe
 from nas.energy.boards import board_model, sysfs_root
-from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep, stuck
+from nas.energy.guards import Clock, Sleep, stuck
+from nas.energy.protocol import Sensor
 from nas.energy.sampling import PowerSample, SampledPowerSensor
+from nas.energy.sensor_meter import SensorMeter
 from nas.errors import MeterUnavailable
 from nas.hardware import HardwareProfile
 

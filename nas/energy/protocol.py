@@ -6,7 +6,7 @@ counter, or power sampled and integrated (nas/energy/sampling.py). On it:
 1. **Idle baseline**, under the device lock: read the sensor over `protocol.idle_window_s` with
    the device idle, polling it to see how often it updates. It is taken before the first
    measurement, again when older than `protocol.idle_refresh_s` (long searches drift), and again
-   when a measurement's net energy is implausible (step 6). Every record names the baseline it
+   when a measurement's net energy is implausible (guards). Every record names the baseline it
    used (`idle_measured_at`, and `protocol["idle"]`: power, time, sequence number, why taken).
 2. **Warm-up**: `protocol.warmup_batches` untimed forward passes (allocator, kernels, caches).
 3. **Window plan**: time a few batches, then choose the number of batches per window so that a
@@ -21,20 +21,8 @@ counter, or power sampled and integrated (nas/energy/sampling.py). On it:
    the figure the objective uses, and the latency of one batch (window time / batches, median).
    `protocol.subtract_idle` says whether the objective uses net or gross; both are recorded.
 
-Guards (shared/MEASURING.md section 8; a sensor that lies is worse than none):
-
-- **Stuck sensor**: a sensor that does not change during the idle baseline or during a window
-  (whose length is at least 10 update periods) raises `MeterUnavailable` naming the sensor, what
-  was read and how long it was watched. A frozen counter is never reported as 0 J. Sampled-power
-  sensors are judged by their raw readings (a frozen power value integrates to a plausible
-  energy, so the energy alone cannot show it). Probes watch the sensor move before saying it is
-  usable (`watch_for_change`).
-- **Implausible net energy** (step 6): when the median net energy per inference is at or below
-  `protocol.min_net_fraction` x the median gross (default 1%: idle power drifts by a few percent
-  with temperature and other processes, so less than that cannot be told from drift; 0 refuses
-  only net <= 0), the idle baseline is taken afresh and the whole measurement repeated once. If
-  it is still implausible the trial fails with `ImplausibleEnergy` (reason `implausible_energy`),
-  which carries the raw record. So an energy objective from a sensor is always > 0.
+Guards (stuck sensor, implausible net energy): nas/energy/guards.py. The meter that runs these
+steps with its idle baseline, refresh and re-measurement: nas/energy/sensor_meter.py.
 
 Sources for the numbers: shared/MEASURING.md (NVML counter updates every 20-100 ms, windows of at
 least 1 s and 10 updates, at least 3 repeats, idle measured and stored, never subtracted silently,
@@ -45,31 +33,23 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from nas.energy.base import EnergyRecord, Meter, Reading, WindowWork, Workload
-from nas.energy.lock import DeviceLock
-from nas.errors import ImplausibleEnergy, MeterUnavailable
-from nas.hardware import HardwareProfile, Protocol
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
+from nas.energy.base import EnergyRecord, Workload
+from nas.energy.guards import Clock, Sleep, moved, stuck_error
+from nas.hardware import Protocol
 
 MIN_UPDATES_PER_WINDOW = 10  # MEASURING.md section 2
 IDLE_POLL_S = 0.002  # how often the idle window polls the sensor to count its updates
 PLAN_PROBE_S = 0.05  # the timing probe that sizes windows runs at least this long (or 1024 batches)
 MAX_REPLANS = 2  # windows found shorter than the target are lengthened and measured again, at most this often
 LATENCY_METHOD = "measured:wall-clock (window time / batches, device synchronised at both edges)"
-PROBE_WATCH_S = 2.0  # a probe watches a sensor this long for a change before calling it stuck
-PROBE_POLL_S = 0.005
 
 
 class Sensor(ABC):
@@ -113,46 +93,6 @@ class Sensor(ABC):
 
     def close(self) -> None:
         """Release handles and threads. Idempotent."""
-
-
-def _moved(e0: float, e1: float, c0: int | None, c1: int | None) -> bool:
-    return c1 != c0 if c0 is not None else e1 != e0
-
-
-def stuck_error(sensor: Sensor, during: str, watched_s: float, reads: int | None = None) -> MeterUnavailable:
-    """The MeterUnavailable for a sensor that did not change while it was watched."""
-    return stuck(sensor.method, sensor.device_name, sensor.where, during, watched_s, reads)
-
-
-def stuck(method: str, device: str, where: str, during: str, watched_s: float, reads: int | None = None
-          ) -> MeterUnavailable:
-    """MeterUnavailable naming the sensor, what was read and how long it was watched."""
-    how = f"{watched_s:.3g} s" + (f", {reads} reads" if reads is not None else "")
-    return MeterUnavailable(
-        f"{method}: the sensor of {device} did not change during {during} (watched {how}; read: {where}); "
-        f"a counter or reading that never moves is stuck or frozen (seen in VMs and containers), not 0 J. "
-        f"Check that it changes under load"
-    )
-
-
-def watch_for_change(read: Callable[[], object], watch_s: float = PROBE_WATCH_S, poll_s: float = PROBE_POLL_S,
-                     clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> tuple[bool, int, float]:
-    """Poll `read()` until its value changes or `watch_s` seconds pass (for probes).
-
-    Returns (changed, reads, seconds watched). Exceptions from `read` propagate.
-    """
-    t0 = clock()
-    first = read()
-    reads = 1
-    while True:
-        elapsed = clock() - t0
-        if elapsed >= watch_s:
-            return False, reads, elapsed
-        sleep(poll_s)
-        value = read()
-        reads += 1
-        if value != first:
-            return True, reads, clock() - t0
 
 
 @dataclass(frozen=True)
@@ -208,7 +148,7 @@ def measure_idle(sensor: Sensor, window_s: float, clock: Clock, sleep: Sleep, po
     c1 = sensor.change_count()
     t1 = clock()
     duration = t1 - t0
-    if not _moved(e0, e1, c0, c1):
+    if not moved(e0, e1, c0, c1):
         raise stuck_error(sensor, f"the {window_s:g} s idle baseline", duration, reads + 1)
     energy = e1 - e0
     if not sensor.counts_updates:
@@ -289,7 +229,7 @@ def measure_windows(
         e1 = sensor.read_j()
         c1 = sensor.change_count()
         t1 = clock()
-        if not _moved(e0, e1, c0, c1) and t1 - t0 >= stuck_after_s:
+        if not moved(e0, e1, c0, c1) and t1 - t0 >= stuck_after_s:
             raise stuck_error(sensor, f"measurement window {i + 1} of {repeats} ({batches} batches)", t1 - t0)
         out.append(Window(e1 - e0, t1 - t0))
     return out
@@ -346,27 +286,6 @@ def summarise(
     )
 
 
-def implausible(record: EnergyRecord, protocol: Protocol) -> str | None:
-    """Why `record`'s energy cannot be a measurement of the work (None when it can).
-
-    Implausible: gross energy per inference not > 0, or net at or below
-    `protocol.min_net_fraction` x gross (the stated floor; see the module doc).
-    """
-    gross, net = record.gross_energy_per_inference_j, record.net_energy_per_inference_j
-    if not gross > 0:
-        return f"gross energy per inference is {gross:.6g} J (not > 0)"
-    if net is None:
-        return None
-    floor = protocol.min_net_fraction * gross
-    if net <= 0:
-        return (f"net energy per inference is {net:.6g} J (at or below zero: the device drew no more "
-                f"than its idle baseline of {record.idle_power_w:.6g} W)")
-    if net <= floor:
-        return (f"net energy per inference {net:.6g} J is at or below the plausibility floor "
-                f"{protocol.min_net_fraction:g} x gross = {floor:.6g} J (measurement.min_net_fraction)")
-    return None
-
-
 def run_protocol(
     sensor: Sensor, workload: Workload, protocol: Protocol, idle: IdleBaseline, clock: Clock,
     sync: Callable[[], None], started: float | None = None, idle_measured_now: bool = False,
@@ -392,173 +311,7 @@ def run_protocol(
     return replace(record, protocol={**record.protocol, "replanned": replans})
 
 
-class SensorMeter(Meter):
-    """Base of the meters that read a hardware sensor: the protocol, idle baseline and lock.
-
-    Subclasses implement `open_sensor` (and `probe`). Nothing touches hardware before the first
-    measurement; `clock` and `sleep` are injectable so tests can drive a fake device in fake time.
-    """
-
-    lock_timeout_s: float | None = None  # wait for another measurer as long as it takes
-    idle_poll_s: float = IDLE_POLL_S
-    # how a probe watches the sensor move (class-wide; tests put fake time here)
-    probe_watch_s: ClassVar[float] = PROBE_WATCH_S
-    probe_clock: ClassVar[Clock] = staticmethod(time.monotonic)
-    probe_sleep: ClassVar[Sleep] = staticmethod(time.sleep)
-
-    @classmethod
-    def watch(cls, read: Callable[[], object]) -> tuple[bool, int, float]:
-        """`watch_for_change` with this meter's probe settings: (changed, reads, seconds)."""
-        return watch_for_change(read, cls.probe_watch_s, PROBE_POLL_S, cls.probe_clock, cls.probe_sleep)
-
-    def __init__(self, profile: HardwareProfile, *, clock: Clock | None = None, sleep: Sleep | None = None) -> None:
-        super().__init__(profile)
-        self.clock: Clock = clock or time.perf_counter
-        self.sleep: Sleep = sleep or time.sleep
-        self._sensor: Sensor | None = None
-        self._idle: IdleBaseline | None = None
-        self._lock: DeviceLock | None = None
-        self._window: tuple[float, float, int | None] | None = None
-
-    # ------------------------------------------------------------------ hooks for backends
-    def open_sensor(self) -> Sensor:
-        """Open the hardware sensor (MeterUnavailable with the reason when it cannot)."""
-        raise NotImplementedError
-
-    def synchronize(self, device: torch.device | None = None) -> None:
-        """Wait until work queued on `device` (default: the meter's) has finished."""
-        device = device if device is not None else torch.device(self.torch_device)
-        # CUDA that was never initialised has no queued work (and may not exist: fake devices)
-        if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize(device)
-
-    # ------------------------------------------------------------------ shared machinery
-    @property
-    def sensor(self) -> Sensor:
-        """The open sensor, opened on first use."""
-        if self._sensor is None:
-            self._sensor = self.open_sensor()
-        return self._sensor
-
-    def device_lock(self) -> AbstractContextManager[object]:
-        """The lock that serialises measurements on this sensor's device across processes."""
-        if self._lock is None:
-            self._lock = DeviceLock(self.sensor.lock_key, timeout_s=self.lock_timeout_s)
-        return self._lock
-
-    @property
-    def idle(self) -> IdleBaseline | None:
-        """The stored idle baseline, or None before the first measurement."""
-        return self._idle
-
-    def measure_idle_baseline(self, reason: str) -> IdleBaseline:
-        """Take a fresh idle baseline now (device idle, under the device lock) and keep it."""
-        with self.device_lock():
-            self.synchronize()
-            number = self._idle.number + 1 if self._idle is not None else 1
-            self._idle = measure_idle(self.sensor, self.profile.protocol.idle_window_s, self.clock, self.sleep,
-                                      self.idle_poll_s, number=number, reason=reason)
-        return self._idle
-
-    def idle_baseline(self) -> IdleBaseline:
-        """The idle baseline: measured on first use, and again once older than
-        `protocol.idle_refresh_s` (measured on this meter's clock)."""
-        if self._idle is None:
-            return self.measure_idle_baseline("first measurement")
-        age = self.clock() - self._idle.clock_s
-        if age >= self.profile.protocol.idle_refresh_s:
-            return self.measure_idle_baseline(
-                f"refresh: the previous baseline was {age:.0f} s old (measurement.idle_refresh_s = "
-                f"{self.profile.protocol.idle_refresh_s:g} s)"
-            )
-        return self._idle
-
-    def measure_inference(self, workload: Workload) -> EnergyRecord:
-        """Measure `workload` with the profile's protocol and its guards (module doc), holding the
-        device lock. Returns the full EnergyRecord (per inference, in J).
-
-        Raises MeterUnavailable for a stuck sensor, and ImplausibleEnergy (a TrialFault) when the
-        net energy stays implausible after a fresh baseline and one re-measurement.
-        """
-        device = workload.batch.device
-        proto = self.profile.protocol
-        started = self.clock()
-        with self.device_lock():
-            before = self._idle
-            idle = self.idle_baseline()
-
-            def measure(idle: IdleBaseline, fresh: bool) -> EnergyRecord:
-                return run_protocol(self.sensor, workload, proto, idle, self.clock,
-                                    lambda: self.synchronize(device), started=started, idle_measured_now=fresh)
-
-            record = measure(idle, idle is not before)
-            why = implausible(record, proto)
-            if why is None:
-                return record
-            first = record
-            idle = self.measure_idle_baseline(f"re-measured: {why}")
-            record = measure(idle, True)
-            record = replace(record, protocol={**record.protocol, "remeasured": {
-                "reason": why,
-                "first_attempt": {
-                    "windows_j": list(first.windows_j),
-                    "window_durations_s": first.protocol.get("window_durations_s"),
-                    "gross_energy_per_inference_j": first.gross_energy_per_inference_j,
-                    "net_energy_per_inference_j": first.net_energy_per_inference_j,
-                    "idle": first.protocol.get("idle"),
-                },
-            }})
-            still = implausible(record, proto)
-            if still is not None:
-                raise ImplausibleEnergy(
-                    f"{self.sensor.method} on {self.sensor.device_name}: {still}, after a fresh idle baseline "
-                    f"and one re-measurement (first attempt: {why}); the raw record is kept with the trial",
-                    record.to_dict(),
-                )
-            return record
-
-    def begin_window(self) -> None:
-        """Start a window of arbitrary work; the device lock is held until `end_window`."""
-        if self._window is not None:
-            raise RuntimeError("begin_window called twice without end_window")
-        lock = self.device_lock()
-        lock.__enter__()
-        try:
-            self.synchronize()
-            self._window = (self.clock(), self.sensor.read_j(), self.sensor.change_count())
-        except BaseException:
-            lock.__exit__(None, None, None)
-            raise
-
-    def end_window(self, work: WindowWork | None = None) -> Reading:
-        """End the window: its gross energy, and the net one when the idle baseline is known."""
-        if self._window is None:
-            raise RuntimeError("end_window called without begin_window")
-        t0, e0, c0 = self._window
-        try:
-            self.synchronize()
-            e1 = self.sensor.read_j()
-            c1 = self.sensor.change_count()
-            t1 = self.clock()
-        finally:
-            self._window = None
-            self.device_lock().__exit__(None, None, None)
-        energy, duration = e1 - e0, t1 - t0
-        period = self._idle.update_period_s if self._idle is not None else self.sensor.nominal_update_period_s
-        # a window shorter than 10 updates may legitimately see none; a longer one must
-        if not _moved(e0, e1, c0, c1) and duration >= MIN_UPDATES_PER_WINDOW * period:
-            raise stuck_error(self.sensor, "a window of work (e.g. training)", duration)
-        idle_w = self._idle.power_w if self._idle is not None else None
-        return Reading(
-            energy_j=energy,
-            duration_s=duration,
-            method=self.sensor.method,
-            net_energy_j=energy - idle_w * duration if idle_w is not None else None,
-            idle_power_w=idle_w,
-        )
-
-    def close(self) -> None:
-        """Close the sensor, if open."""
-        if self._sensor is not None:
-            self._sensor.close()
-            self._sensor = None
+__all__ = [
+    "IDLE_POLL_S", "MIN_UPDATES_PER_WINDOW", "Clock", "IdleBaseline", "Sensor", "Sleep", "Window", "measure_idle",
+    "measure_windows", "plan_batches", "run_batches", "run_protocol", "summarise", "target_window_s",
+]

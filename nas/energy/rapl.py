@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.energy.base import Probe
-from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep, stuck
+from nas.energy.guards import Clock, Sleep, stuck
+from nas.energy.protocol import Sensor
+from nas.energy.sensor_meter import SensorMeter
 from nas.errors import MeterUnavailable
 from nas.hardware import HardwareProfile
 

@@ -18,7 +18,8 @@ import threading
 from abc import abstractmethod
 from collections.abc import Callable, Hashable
 
-from nas.energy.protocol import Clock, Sensor
+from nas.energy.guards import Clock
+from nas.energy.protocol import Sensor
 
 POWER_SAMPLE_S = 0.01  # default background sampling interval, seconds
 

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from nas.config import Protocol
 from nas.energy import Workload, create_meter
+from nas.energy.guards import implausible
 from nas.energy.nvml import NvmlMeter
-from nas.energy.protocol import IdleBaseline, Window, implausible, summarise
+from nas.energy.protocol import IdleBaseline, Window, summarise
 from nas.energy.rapl import RaplMeter
 from nas.errors import ImplausibleEnergy, MeterUnavailable, TrialFault
 from nas.hypervolume import ReferencePoint, default_reference, summarize
