@@ -1,23 +1,22 @@
-"""Sampler efficiency: hypervolume against trials for each sampler, replayed from a table.
+"""Sampler efficiency: hypervolume against trials, replayed in memory from a table of architectures.
 
-For every sampler and seed it runs `nas search --table TABLE --sampler S --seed K --trials T` (in
-process, through `nas.run_search`) and computes the hypervolume after each trial in the
-accuracy-energy plane from ONE reference point shared by every run: accuracy 0 and 1.1 x the
-largest energy per inference in the whole table. Each hypervolume is divided by the table's own
-optimum (the hypervolume of every architecture in the table), so 1.0 means the search found the
-space's whole front.
+For every sampler and seed it runs an Optuna study on in-memory storage whose objective samples an
+architecture with the space's own sampling code (`nas.space.sample`: conditional parameters as in a
+search) and looks its accuracy and energy up in the table: no training, no SQLite, so a 300-trial
+run costs about a second plus the sampler's own time. A genotype the study has already evaluated
+is looked up again but counts no training energy (as `nas search` reuses it).
 
-Two planes: the one `nas report` uses (energy in joules, linear), and energy on a log10 axis.
-Energies in a space span orders of magnitude, so in the linear plane every model far below the
-reference energy counts about the same and the hypervolume mostly measures the best accuracy
-found; the log plane also rewards finding accurate models at each order of magnitude of energy.
+Hypervolume: in the accuracy-energy plane from ONE reference point shared by every run (accuracy 0,
+1.1 x the largest energy per inference in the table), divided by the table's own optimum (the
+hypervolume of every architecture), so 1.0 means the search found the space's whole front. Two
+planes: energy in J (linear; the plane `nas report` uses) and log10 energy.
 
-Prints medians and spread (min, max over seeds) at fixed trial counts and checks the target: the
-default sampler (tpe) reaches in N trials the median hypervolume that random search reaches in 3N.
-Optionally draws the curves (median line, min-max band) to a PNG.
+Prints medians and spread at fixed trial counts; the target: a sampler in N trials reaches at least
+random search's median in 3N, for each N; and the training energy spent (sum over distinct trained
+architectures of the table's training energy) until 95% of the optimum is reached.
 
-    .venv/bin/python benchmarks/samplers.py --table bench.json [--trials 150] [--seeds 0 1 2 3 4] \
-        [--plot docs/sampler_efficiency.png]
+    .venv/bin/python benchmarks/samplers.py --table nb201-pi5.json --samplers measure-first tpe random \
+        --trials 100 --random-trials 300 --seeds 0 1 2 3 4 5 6 7 8 9 --json out.json --plot out.png
 """
 
 from __future__ import annotations
@@ -27,47 +26,106 @@ import json
 import logging
 import math
 import statistics
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import optuna
 
-from nas.hypervolume import ReferencePoint, hypervolume, hypervolume_2d, hypervolume_history
-from nas.objectives import parse_objectives
-from nas.pareto import TrialRecord
-from nas.runs import trial_records
-from nas.search import SearchSettings, quiet_optuna, run_search
+from nas.config import parse_space
+from nas.hypervolume import hypervolume_2d
+from nas.search.candidates import RandomTrial, space_distributions, table_sampler
+from nas.search.measure_first import MeasureFirstSampler, genotype_key
+from nas.space import sample
 from nas.tabular import load_table
 
-SAMPLERS = ("tpe", "nsga2", "gp", "random")
 MARGIN = 1.1
-# Variants to compare with the shipped samplers (registered for this benchmark only, by name).
-VARIANTS = {
-    "tpe-multivariate": lambda seed: optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=10, multivariate=True, group=True),
-}
+# Training cost proxy for imported tables (no training energy of their own): NAS-Bench-201 trains
+# 200 epochs on 50,000 CIFAR images; a training step costs about 3 forward passes (forward,
+# backward for activations and for weights), so about 3e7 inference-equivalents per network.
+TRAINING_INFERENCES = 200 * 50_000 * 3
+AT = (10, 20, 50, 100)
 
 
-def table_records(table_path: str) -> list[TrialRecord]:
-    """Every architecture of the table as a record (accuracy = validation accuracy)."""
-    table = load_table(table_path)
-    out = []
-    for i, row in enumerate(table.rows.values()):
-        a = row["user_attrs"]
-        out.append(TrialRecord(i, {"accuracy": a["val_accuracy"], "energy": a["energy_per_inference_j"]},
-                               a["val_accuracy"], a.get("test_accuracy"), a["energy_per_inference_j"],
-                               a["energy_method"], a.get("latency_s"), a["params"], a["macs"], a["architecture"]))
-    return out
+class Problem:
+    """A table as a black box: sample (conditional) parameters, look up (accuracy, energy)."""
+
+    def __init__(self, path: str) -> None:
+        self.name = Path(path).name
+        self.rows: dict[str, tuple[float, float, float]] = {}
+        table = load_table(path)
+        self.space = space = parse_space(table.space_doc, f"{path} (table space)", table.settings["space"])
+        self.suggest = lambda trial: sample(trial, space)
+        self.distributions = space_distributions(space)
+        self.propose = lambda rng: _propose(space, rng)
+        self.table_rows = [json.loads(k) for k in sorted(table.rows)]
+        for key, row in table.rows.items():
+            attrs = row["user_attrs"]
+            training = (attrs.get("training") or {}).get("energy_j")
+            if training is None:  # an imported table has no training cost: proxy, see training_note
+                training = attrs["energy_per_inference_j"] * TRAINING_INFERENCES
+            self.rows[genotype_key(json.loads(key))] = (row["values"]["accuracy"], row["values"]["energy"],
+                                                        float(training))
+        self.training_note = ("the table's training energy" if "training" in attrs else
+                              f"proxy: {TRAINING_INFERENCES:.3g} x energy per inference")
+        self._finish()
+
+    def _finish(self) -> None:
+        pts = np.array([v[:2] for v in self.rows.values()])
+        self.ref_energy = MARGIN * float(pts[:, 1].max())
+        self.optimum = {"linear": hypervolume_2d([(-a, e) for a, e in pts], (0.0, self.ref_energy)),
+                        "log": hypervolume_2d([(-a, math.log10(e)) for a, e in pts], (0.0, math.log10(self.ref_energy)))}
+
+    def lookup(self, params: dict[str, Any]) -> tuple[float, float, float]:
+        return self.rows[genotype_key(params)]
+
+    def objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        self.suggest(trial)
+        acc, energy, _ = self.lookup(trial.params)
+        return acc, energy
+
+    def energy(self, params: dict[str, Any]) -> float:
+        return self.lookup(params)[1]
 
 
-def log_points(records: list[TrialRecord]) -> list[tuple[float, float]]:
-    """(-accuracy, log10 energy): both minimised."""
-    return [(-r.accuracy, math.log10(r.energy_per_inference_j)) for r in records]
+def _propose(space: Any, rng: np.random.Generator) -> dict[str, Any]:
+    t = RandomTrial(rng)
+    sample(t, space)  # type: ignore[arg-type]
+    return t.params
 
 
-def log_history(points: list[tuple[float, float]], ref: tuple[float, float]) -> list[float]:
-    """Hypervolume after each point, in order (the incremental front, as nas.hypervolume does)."""
+def make_samplers(problem: Problem) -> dict[str, Callable[[int], optuna.samplers.BaseSampler]]:
+    """Every sampler (and option set) compared, by name."""
+    s = optuna.samplers
+    return {
+        "random": lambda seed: s.RandomSampler(seed=seed),
+        "tpe": lambda seed: s.TPESampler(seed=seed, n_startup_trials=10),
+        "tpe-mv": lambda seed: s.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True),
+        "tpe-mv-s5": lambda seed: s.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, group=True),
+        "tpe-mv-s20": lambda seed: s.TPESampler(seed=seed, n_startup_trials=20, multivariate=True, group=True),
+        "tpe-mv-cl": lambda seed: s.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True,
+                                               constant_liar=True),
+        "gp": lambda seed: s.GPSampler(seed=seed, n_startup_trials=10),
+        "nsga2-p10": lambda seed: s.NSGAIISampler(seed=seed, population_size=10),
+        "nsga2-p20": lambda seed: s.NSGAIISampler(seed=seed, population_size=20),
+        "nsga2-p50": lambda seed: s.NSGAIISampler(seed=seed, population_size=50),
+        "nsga3-p20": lambda seed: s.NSGAIIISampler(seed=seed, population_size=20),
+        "measure-first": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed),
+        "measure-first-whole": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed,
+                                                          whole_up_to=10**6),
+        "measure-first-linear": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="linear"),
+        "measure-first-s5": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, n_startup_trials=5),
+        "measure-first-gp": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, surrogate="gp"),
+        "measure-first-stratified": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed, startup="stratified"),
+        "measure-first-q20": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, floor_quantile=0.2),
+        "measure-first-log": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="log"),
+    }
+
+
+def history(points: list[tuple[float, float]], ref: tuple[float, float]) -> list[float]:
+    """Hypervolume after each (minimised, minimised) point, in order."""
     front: list[tuple[float, float]] = []
     hv, out = 0.0, []
     for p in points:
@@ -78,130 +136,152 @@ def log_history(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
     return out
 
 
-def curve(out: Path, sampler: str, seed: int, args: argparse.Namespace, ref: ReferencePoint,
-          log_ref: tuple[float, float]) -> tuple[list[float], list[float], float]:
-    """Linear and log-plane hypervolume after trials 1..T of one run, and the run's wall seconds."""
+def run(problem: Problem, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int,
+        trials: int) -> dict[str, Any]:
+    """One replayed study: HV curves (both planes, as shares of the optimum) and training energy."""
     t0 = time.perf_counter()
-    run_search(SearchSettings(table=args.table, sampler=sampler, seed=seed, trials=args.trials, out=str(out)))
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=factory(seed))
+    study.optimize(problem.objective, n_trials=trials)
     wall = time.perf_counter() - t0
-    study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out}/study.db")
-    records = sorted(trial_records(study, parse_objectives("accuracy,energy")), key=lambda r: r.number)
-    assert len(records) == args.trials, "a replayed trial failed"
-    return [h.hypervolume for h in hypervolume_history(records, ref)], log_history(log_points(records), log_ref), wall
+    seen: set[str] = set()
+    spent, cost, dup = 0.0, [], 0
+    pts = []
+    for t in study.get_trials(deepcopy=False):
+        k = genotype_key(t.params)
+        if k in seen:
+            dup += 1
+        else:
+            seen.add(k)
+            spent += problem.lookup(t.params)[2]
+        cost.append(spent)
+        pts.append((t.values[0], t.values[1]))
+    lin = history([(-a, e) for a, e in pts], (0.0, problem.ref_energy))
+    log = history([(-a, math.log10(e)) for a, e in pts], (0.0, math.log10(problem.ref_energy)))
+    return {"linear": [v / problem.optimum["linear"] for v in lin], "log": [v / problem.optimum["log"] for v in log],
+            "training_j": cost, "duplicates": dup, "wall_s": wall}
 
 
-def first_reaching(values: list[float], target: float) -> int | None:
-    """The first trial count (1-based) whose value reaches `target`."""
-    return next((i + 1 for i, v in enumerate(values) if v >= target * (1 - 1e-12)), None)
+def median_at(runs: list[dict[str, Any]], plane: str, n: int) -> float:
+    return statistics.median(r[plane][n - 1] for r in runs)
+
+
+def energy_to(runs: list[dict[str, Any]], plane: str, share: float) -> tuple[float, int]:
+    """Median training energy (J) spent until `share` of the optimum, and how many runs got there
+    (runs that never did count as infinite)."""
+    spent = []
+    for r in runs:
+        i = next((i for i, v in enumerate(r[plane]) if v >= share), None)
+        spent.append(r["training_j"][i] if i is not None else math.inf)
+    return statistics.median(spent), sum(math.isfinite(s) for s in spent)
+
+
+def show(result: dict[str, Any]) -> None:
+    """Print the tables of a result (as written with --json)."""
+    runs = result["runs"]
+    print(f"table {result['table']}: {result['size']} architectures; seeds {result['seeds']}; "
+          f"reference energy {result['ref_energy']:.4g} J")
+    base = runs.get("random")
+    for plane in ("linear", "log"):
+        print(f"\n{plane} plane: hypervolume / optimum, median [min, max] over seeds")
+        print("| sampler | " + " | ".join(f"N={n}" for n in AT) + " | duplicates (median) | s per run |")
+        print("|---|" + "---|" * (len(AT) + 2))
+        for name, rs in runs.items():
+            cells = []
+            for n in AT:
+                vals = [r[plane][n - 1] for r in rs if len(r[plane]) >= n]
+                cells.append(f"{statistics.median(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]" if vals else "-")
+            print(f"| {name} | " + " | ".join(cells) +
+                  f" | {statistics.median(r['duplicates'] for r in rs):g} | {statistics.median(r['wall_s'] for r in rs):.1f} |")
+        if base:
+            print(f"\n{plane}: sampler at N against random at 3N (medians; met = at N >= random at 3N)")
+            print("| sampler | " + " | ".join(f"N={n} (random 3N)" for n in AT if 3 * n <= len(base[0][plane])) + " |")
+            print("|---|" + "---|" * sum(1 for n in AT if 3 * n <= len(base[0][plane])))
+            for name, rs in runs.items():
+                if name == "random":
+                    continue
+                cells = []
+                for n in AT:
+                    if 3 * n > len(base[0][plane]) or len(rs[0][plane]) < n:
+                        continue
+                    a, b = median_at(rs, plane, n), median_at(base, plane, 3 * n)
+                    cells.append(f"{a:.3f} vs {b:.3f} {'met' if a >= b else 'no'}")
+                print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"\n{plane}: training energy until 95% of the optimum (median over seeds; reached by k of n)")
+        for name, rs in runs.items():
+            med, k = energy_to(rs, plane, 0.95)
+            print(f"  {name}: {med:.4g} J ({k}/{len(rs)})")
+
+
+def draw(result: dict[str, Any], path: str, names: list[str]) -> None:
+    """Median curves and min-max bands for `names`, both planes, to a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.0, 3.6), dpi=80)
+    for k, plane in enumerate(("linear", "log")):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for name in names:
+            rs = result["runs"][name]
+            n = min(len(r[plane]) for r in rs)
+            xs = range(1, n + 1)
+            med = [statistics.median(r[plane][i] for r in rs) for i in range(n)]
+            line = ax.plot(xs, med, lw=1.4, label=f"{name} (median of {len(rs)})")[0]
+            ax.fill_between(xs, [min(r[plane][i] for r in rs) for i in range(n)],
+                            [max(r[plane][i] for r in rs) for i in range(n)], color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("trials (log scale)")
+        ax.set_ylabel("hypervolume / table optimum")
+        ax.set_ylim(0.8 if plane == "linear" else 0.6, 1.005)
+        ax.set_title(f"accuracy x {'energy (J)' if plane == 'linear' else 'log10 energy'}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"sampler efficiency, replayed from {result['table']} ({result['size']} architectures)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--table", required=True)
-    ap.add_argument("--trials", type=int, default=150)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS), help=f"also: {', '.join(VARIANTS)}")
-    ap.add_argument("--at", type=int, nargs="+", default=[10, 20, 30, 50, 75, 100, 150])
-    ap.add_argument("--plot", default=None, help="PNG of median and min-max band per sampler")
-    ap.add_argument("--json", default=None, help="also write every curve here")
-    ap.add_argument("--from-json", default=None, help="print and plot the curves of an earlier --json, run nothing")
+    ap.add_argument("--table", help="a table from `nas bench build` or `nas bench import`")
+    ap.add_argument("--samplers", nargs="+", default=["measure-first", "tpe", "random"])
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--random-trials", type=int, default=300, help="trials for random search (3N)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    ap.add_argument("--json", default=None, help="write (or, with --from-json, read) every curve here")
+    ap.add_argument("--from-json", nargs="+", default=None, help="print and plot earlier --json files, run nothing")
+    ap.add_argument("--plot", default=None)
+    ap.add_argument("--plot-samplers", nargs="+", default=None)
     args = ap.parse_args()
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        args.trials = max(len(runs[0]) for runs in saved["curves"]["linear"].values())
-        args.seeds = saved.get("seeds", args.seeds)
-        show(args, saved["table_size"], ReferencePoint(**saved["reference"]), saved["optimum"], saved["curves"],
-             saved["walls_s"])
-        return
-    from nas.search import SAMPLERS as REGISTRY
+        result: dict[str, Any] = {}
+        for p in args.from_json:
+            part = json.loads(Path(p).read_text())
+            runs = {**result.get("runs", {}), **part["runs"]}
+            result = {**part, "runs": runs}
+    else:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        import warnings
 
-    for name in args.samplers:
-        if name in VARIANTS:
-            REGISTRY.setdefault(name, VARIANTS[name])
-    quiet_optuna()
-    for handler in logging.getLogger("optuna").handlers:  # GPSampler warns at every conditional parameter
-        handler.addFilter(lambda rec: "sampled independently" not in rec.getMessage())
-    everything = table_records(args.table)
-    top = max(r.energy_per_inference_j for r in everything)
-    ref = ReferencePoint(0.0, MARGIN * top, f"fixed for all runs: accuracy 0, {MARGIN:g} x the table's largest energy")
-    log_ref = (0.0, math.log10(MARGIN * top))
-    optimum = {"linear": hypervolume(everything, ref), "log": hypervolume_2d(log_points(everything), log_ref)}
-    curves: dict[str, dict[str, list[list[float]]]] = {"linear": {}, "log": {}}
-    walls: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for sampler in args.samplers:
-            for seed in args.seeds:
-                lin, log, wall = curve(Path(tmp) / f"{sampler}-{seed}", sampler, seed, args, ref, log_ref)
-                curves["linear"].setdefault(sampler, []).append([v / optimum["linear"] for v in lin])
-                curves["log"].setdefault(sampler, []).append([v / optimum["log"] for v in log])
-                walls.setdefault(sampler, []).append(wall)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"reference": ref.to_dict(), "optimum": optimum, "curves": curves,
-                                               "walls_s": walls, "seeds": args.seeds,
-                                               "table_size": len(everything)}) + "\n")
-    show(args, len(everything), ref, optimum, curves, walls)
-
-
-def show(args: argparse.Namespace, table_size: int, ref: ReferencePoint, optimum: dict[str, float],
-         curves: dict[str, dict[str, list[list[float]]]], walls: dict[str, list[float]]) -> None:
-    """Print the tables (and draw the plot) of a set of curves."""
-    print(f"table {args.table}: {table_size} architectures; trials per run {args.trials}; seeds {args.seeds}")
-    print(f"reference point (all runs): accuracy 0, energy {ref.energy_per_inference_j:.4g} J/inference "
-          f"({MARGIN:g} x the table's largest); table optimum: {optimum['linear']:.4g} accuracy x J (linear), "
-          f"{optimum['log']:.4g} accuracy x decades (log10 energy)")
-    at = [n for n in args.at if n <= args.trials]
-    for plane, by_sampler in curves.items():
-        print(f"\n{plane} plane: hypervolume / table optimum, median [min, max] over {len(args.seeds)} seeds")
-        print("| sampler | " + " | ".join(f"{n} trials" for n in at) + " | wall s per run (median) |")
-        print("|---|" + "---|" * (len(at) + 1))
-        for s, runs in by_sampler.items():
-            cells = []
-            for n in at:
-                vals = [r[n - 1] for r in runs if len(r) >= n]
-                cells.append(f"{statistics.median(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]" if vals else "-")
-            print(f"| {s} | " + " | ".join(cells) + f" | {statistics.median(walls[s]):.1f} |")
-        if "tpe" in by_sampler and "random" in by_sampler:
-            med = {s: [statistics.median(r[i] for r in by_sampler[s]) for i in range(args.trials)] for s in ("tpe", "random")}
-            print(f"\n{plane} plane, target: tpe in N trials >= random in 3N trials (medians)")
-            print("| N | tpe at N | random at 3N | met | trials random needs to reach tpe's N-trial value |")
-            print("|---|---|---|---|---|")
-            for n in range(10, args.trials // 3 + 1, 10):
-                need = first_reaching(med["random"], med["tpe"][n - 1])
-                print(f"| {n} | {med['tpe'][n - 1]:.3f} | {med['random'][3 * n - 1]:.3f} | "
-                      f"{'yes' if med['tpe'][n - 1] >= med['random'][3 * n - 1] else 'no'} | "
-                      f"{need if need is not None else f'> {args.trials}'} |")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        for handler in logging.getLogger("optuna").handlers:
+            handler.addFilter(lambda rec: "sampled independently" not in rec.getMessage())
+        problem = Problem(args.table)
+        factories = make_samplers(problem)
+        unknown = [s for s in args.samplers if s not in factories]
+        if unknown:
+            raise SystemExit(f"unknown sampler(s) {unknown}; valid: {', '.join(factories)}")
+        result = {"table": problem.name, "size": len(problem.rows), "seeds": args.seeds,
+                  "ref_energy": problem.ref_energy, "optimum": problem.optimum, "runs": {}}
+        for name in args.samplers:
+            n = args.random_trials if name == "random" else args.trials
+            result["runs"][name] = [run(problem, factories[name], seed, n) for seed in args.seeds]
+            print(f"{name}: done ({statistics.median(r['wall_s'] for r in result['runs'][name]):.1f} s per run)",
+                  flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result) + "\n")
+    show(result)
     if args.plot:
-        draw(curves, args, ref, args.plot)
+        draw(result, args.plot, args.plot_samplers or list(result["runs"]))
         print(f"plot: {args.plot}")
-
-
-def draw(curves: dict[str, dict[str, list[list[float]]]], args: argparse.Namespace, ref: ReferencePoint,
-         path: str) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(9.0, 3.6), dpi=80)
-    for k, (plane, by_sampler) in enumerate(curves.items()):
-        ax = fig.add_subplot(1, 2, k + 1)
-        for s, runs in by_sampler.items():
-            n = min(len(r) for r in runs)  # a sampler may have been run for fewer trials (gp: slow)
-            xs = list(range(1, n + 1))
-            med = [statistics.median(r[i] for r in runs) for i in range(n)]
-            lo = [min(r[i] for r in runs) for i in range(n)]
-            hi = [max(r[i] for r in runs) for i in range(n)]
-            line = ax.plot(xs, med, lw=1.4, label=f"{s} (median of {len(runs)})")[0]
-            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_xscale("log")  # the samplers part in the first tens of trials
-        ax.set_ylim(0.8 if plane == "linear" else 0.4, 1.005)
-        ax.set_xlabel("trials (log scale)")
-        ax.set_ylabel("hypervolume / table optimum")
-        energy = "energy (J)" if plane == "linear" else "log10 energy"
-        ax.set_title(f"accuracy x {energy}; band: min-max over seeds", fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
-    fig.suptitle(f"sampler efficiency, replayed from {Path(args.table).name}; reference: accuracy 0, "
-                 f"energy {ref.energy_per_inference_j:.3g} J/inference", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nas.errors import ConfigError
-
-# family -> its own short label of a genotype (families whose genotype reads better in their
-# field's notation register here, e.g. nb201's cell string); others use the generic summary
-DESCRIBERS: dict[str, Callable[[Architecture], str]] = {}
 
 
 @dataclass(frozen=True)
@@ -20,7 +16,9 @@ class Architecture:
 
     `params` holds the values sampled once (activation, dropout, precision...); `units` holds one
     mapping per repeated unit (an MLP layer, a CNN stage), so conditional per-unit values are simply
-    absent where their condition does not hold.
+    absent where their condition does not hold. A nested repeated group (a layer's experts) is a
+    list of mappings under its name inside each unit. Its readable label is the family's
+    (`nas.models.architecture_label`).
     """
 
     family: str
@@ -58,16 +56,3 @@ class Architecture:
         if not isinstance(units, list) or not all(isinstance(u, Mapping) for u in units):
             raise ConfigError(f"{where}: field 'units': expected a list of mappings")
         return cls(family=family, params=dict(params), units=tuple(dict(u) for u in units))
-
-    def describe(self) -> str:
-        """A short human-readable summary, e.g. `mlp[128,64] relu`; nb201 cells as their cell string."""
-        if self.family in DESCRIBERS:
-            return DESCRIBERS[self.family](self)
-        unit_keys = ("width",) if self.family == "mlp" else ("block", "channels", "repeats")
-        parts = []
-        for u in self.units:
-            parts.append("/".join(str(u[k]) for k in unit_keys if k in u))
-        extras = [str(self.params[k]) for k in ("activation", "precision") if k in self.params]
-        if self.params.get("prune_ratio"):
-            extras.append(f"prune{self.params['prune_ratio']}")
-        return f"{self.family}[{', '.join(parts)}] {' '.join(extras)}".strip()

@@ -54,6 +54,7 @@ from nas.measurements import (
     MeasuredNetwork,
     read_measurements,
 )
+from nas.models import build_model, family_names, get_family
 
 
 # ----------------------------------------------------------------------------------- reference set
@@ -65,43 +66,16 @@ class ReferenceModel:
     architecture: dict[str, Any]
 
 
-def _mlp(name: str, widths: Sequence[int]) -> ReferenceModel:
-    return ReferenceModel(name, {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0},
-                                 "units": [{"width": w} for w in widths]})
+def reference_models() -> tuple[ReferenceModel, ...]:
+    """Every registered family's reference networks (`Family.reference_networks`), plugins
+    included, small to large (`ReferenceNetwork.order`): for the built-in families, fp32 weights from ~0.2 MB to
+    ~120 MB (both sides of any cache from 1 MB to 50 MB), MAC-heavy convolutions against
+    byte-heavy MLPs, and NAS-Bench-201 cells heavy in pooling, residual additions and operator calls."""
+    refs = [ref for name in family_names() for ref in get_family(name).reference_networks()]
+    return tuple(ReferenceModel(r.name, dict(r.architecture)) for r in sorted(refs, key=lambda r: (r.order, r.name)))
 
 
-def _cnn(name: str, stages: Sequence[tuple[str, int, int, int, int]], mult: float = 1.0) -> ReferenceModel:
-    return ReferenceModel(name, {
-        "family": "cnn", "params": {"activation": "relu", "width_multiplier": mult},
-        "units": [{"block": b, "channels": c, "kernel": k, "repeats": r, "stride": s,
-                   **({"expansion": 4} if b == "inverted_residual" else {})} for b, c, k, r, s in stages],
-    })
-
-
-def _nb201(name: str, cell: str, cells_per_stage: int = 5) -> ReferenceModel:
-    from nas.models.nb201 import architecture_from_cell
-
-    return ReferenceModel(name, architecture_from_cell(cell, cells_per_stage).to_dict())
-
-
-# Fixed and ordered from small to large: weights from ~0.2 MB to ~120 MB in fp32 (so both sides of
-# any cache from 1 MB to 50 MB are covered), MAC-heavy convolutions against byte-heavy MLPs, and
-# NAS-Bench-201 cells heavy in pooling, residual additions, batch-norm and activations, and in
-# operator calls (the skip/none cell: many tiny operators, few MACs).
-REFERENCE_MODELS: tuple[ReferenceModel, ...] = (
-    _mlp("mlp-64", [64]),
-    _nb201("nb201-pool-skip", "|avg_pool_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|none~0|skip_connect~1|avg_pool_3x3~2|", 2),
-    _mlp("mlp-512-256", [512, 256]),
-    _cnn("cnn-dwsep-small", [("dwsep", 32, 3, 1, 2), ("dwsep", 64, 3, 1, 2)]),
-    _nb201("nb201-1x1", "|nor_conv_1x1~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"),
-    _cnn("cnn-conv-mid", [("conv", 32, 3, 2, 1), ("conv", 64, 3, 2, 2)]),
-    _cnn("cnn-invres", [("inverted_residual", 24, 3, 2, 1), ("inverted_residual", 48, 5, 2, 2)]),
-    _nb201("nb201-resnet", "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"),
-    _mlp("mlp-1024x4", [1024, 1024, 1024, 1024]),
-    _cnn("cnn-conv-wide", [("conv", 64, 3, 2, 1), ("conv", 128, 3, 2, 2), ("conv", 256, 3, 1, 2)]),
-    _mlp("mlp-2048x2", [2048, 2048]),
-    _mlp("mlp-4096x2", [4096, 4096]),
-)
+REFERENCE_MODELS: tuple[ReferenceModel, ...] = reference_models()
 
 
 # ----------------------------------------------------------------------------------- columns
@@ -214,8 +188,6 @@ def reference_deployment(
     ref: ReferenceModel, profile: HardwareProfile, meter: Meter, seed: int
 ) -> tuple[Deployment, torch.Tensor]:
     """The reference model deployed at the profile's precision, and one input batch (batch, *INPUT_SHAPE)."""
-    from nas.models import build_model
-
     torch.manual_seed(seed)
     model = build_model(Architecture.from_dict(ref.architecture, ref.name), INPUT_SHAPE, NUM_CLASSES)
     gen = torch.Generator().manual_seed(seed)
@@ -285,5 +257,5 @@ def calibrate_profile(
 
 
 
-__all__ = ["INPUT_SHAPE", "NUM_CLASSES", "REFERENCE_MODELS", "Calibration", "ReferenceModel", "calibrate_from_csv",
+__all__ = ["INPUT_SHAPE", "NUM_CLASSES", "REFERENCE_MODELS", "reference_models", "Calibration", "ReferenceModel", "calibrate_from_csv",
            "calibrate_profile", "feature_row", "format_calibration"]

@@ -58,10 +58,22 @@ def search(quiet: bool, **kw: Any) -> None:
 @opt.worker_options
 @opt.quiet("Print nothing when done.")
 def worker(quiet: bool, **kw: Any) -> None:
-    """Join an existing study and run trials until it holds its target; settings come from the study."""
+    """Join an existing study and run trials until it holds its target; settings come from the study.
+
+    With --measure-only, train nothing: measure the candidates trainers elsewhere queue."""
     from nas.workers import format_worker, run_worker
 
-    r = run_worker(WorkerSettings(**kw))
+    ws = WorkerSettings(**kw)
+    if ws.measure_only:
+        from nas.measurer import format_measurer, run_measurer
+
+        m = run_measurer(ws)
+        if not quiet:
+            click.echo(format_measurer(m))
+        if m.interrupted:
+            sys.exit(130)
+        return
+    r = run_worker(ws)
     if r.complete is None:
         click.echo("worker interrupted before it joined the study", err=True)
     elif not quiet:
@@ -164,16 +176,40 @@ def rerank(run: str, profile: str, all_trials: bool, allow_estimate: bool, stora
 
 # ----------------------------------------------------------------------------- measure
 @main.command()
-@opt.run_argument
-@opt.trial(required=True, help="The trial to re-measure.")
+@click.argument("run", type=click.Path(), required=False)
+@opt.trial(required=False, help="The trial of RUN to re-measure.")
+@click.option("--model", "model_file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Measure this exported or third-party model instead (.onnx, or TorchScript .pt); needs --profile.")
+@click.option("--input-shape", default=None, metavar="SHAPE",
+              help="With --model: one sample's shape, e.g. 1,8,8 (required for TorchScript and symbolic ONNX inputs).")
+@click.option("--runtime", default=None, metavar="NAME",
+              help="With --model: run in this runtime (torch, torchscript, onnxruntime) instead of the profile's.")
 @opt.profile("Measure on this profile instead of the run's (a shipped name or a YAML path).")
 @click.option("--repeats", default=None, type=int, metavar="R", help="Measurement windows (default: the profile's).")
 @opt.allow_estimate
 @opt.storage
 @opt.json_output
-def measure(run: str, trial: int, profile: str | None, repeats: int | None, allow_estimate: bool,
-            storage: str | None, as_json: bool) -> None:
-    """Re-measure one trial's architecture and print the full energy record."""
+def measure(run: str | None, trial: int | None, model_file: str | None, input_shape: str | None, runtime: str | None,
+            profile: str | None, repeats: int | None, allow_estimate: bool, storage: str | None, as_json: bool) -> None:
+    """Re-measure one trial (RUN --trial N), or a model file (--model FILE --profile P); print the full record."""
+    from nas.errors import ConfigError
+
+    if model_file is not None:
+        if run is not None or trial is not None:
+            raise ConfigError("give either RUN --trial N or --model FILE, not both")
+        if profile is None:
+            raise ConfigError("--model needs --profile: the device and runtime to measure it on")
+        from nas.measure_file import format_file_measurement, measure_file, parse_input_shape
+
+        f = measure_file(model_file, profile, parse_input_shape(input_shape), runtime=runtime, repeats=repeats,
+                         allow_estimate=allow_estimate)
+        _echo_json(f.to_dict()) if as_json else click.echo(format_file_measurement(f))
+        return
+    if run is None or trial is None:
+        raise ConfigError("give RUN --trial N (a trial of a run) or --model FILE --profile P (a model file)")
+    for flag, value in (("--input-shape", input_shape), ("--runtime", runtime)):
+        if value is not None:
+            raise ConfigError(f"{flag} only applies to --model")
     from nas.measure import format_remeasurement, measure_trial
 
     m = measure_trial(run, trial, profile=profile, repeats=repeats, allow_estimate=allow_estimate, storage=storage)
@@ -181,6 +217,9 @@ def measure(run: str, trial: int, profile: str | None, repeats: int | None, allo
 
 
 # ----------------------------------------------------------------------------- bench
+IMPORT = "nas.table_import:import_table"
+
+
 @main.group()
 def bench() -> None:
     """Tabular benchmarking: evaluate a small discrete space once, replay it in searches."""
@@ -206,6 +245,28 @@ def bench_build(output: str, **kw: Any) -> None:
     click.echo(f"{len(table.rows)} architectures evaluated in {table.build_s:.1f} s -> {output}")
 
 
+@bench.command("import")
+@click.argument("csv_file", type=click.Path(dir_okay=False))
+@click.option("--space", required=True, help="The search space of the table's architectures (e.g. nb201).")
+@opt.search_setting("profile", help="The hardware profile the energies were measured on (recorded with the table).")
+@click.option("--arch-column", cls=opt.LazyDefault, show_default=True,
+              default=opt.library_default(IMPORT, "arch_column"),
+              help="Architecture: a family notation (nb201 cell string) or a JSON genotype.")
+@click.option("--accuracy-column", cls=opt.LazyDefault, show_default=True,
+              default=opt.library_default(IMPORT, "accuracy_column"),
+              help="Accuracy: a fraction, or percent when the name ends in _pct.")
+@click.option("--energy-column", cls=opt.LazyDefault, show_default=True,
+              default=opt.library_default(IMPORT, "energy_column"), help="Energy per inference, J.")
+@click.option("--latency-column", default=None, help="Latency per inference, s  [default: latency_s if present]")
+@opt.output("Table file (JSON).", required=True)
+def bench_import(csv_file: str, space: str, profile: str, output: str, **columns: Any) -> None:
+    """Turn a CSV of architectures and their metrics into a table `nas search --table` replays."""
+    from nas.table_import import import_table
+
+    table = import_table(csv_file, SearchSettings(space=space, profile=profile), output, **columns)
+    click.echo(f"{len(table.rows)} architectures imported from {csv_file} -> {output}")
+
+
 # ----------------------------------------------------------------------------- spaces
 @main.group()
 def spaces() -> None:
@@ -223,7 +284,7 @@ def spaces_list(as_json: bool) -> None:
         _echo_json([{"name": s.name, "family": s.family, "description": s.description, "file": s.source} for s in loaded])
         return
     for s in loaded:
-        click.echo(f"{s.name:<16} {s.family:<5} {s.description}")
+        click.echo(f"{s.name:<16} {s.family:<11} {s.description}")
 
 
 @spaces.command("show")
@@ -238,12 +299,24 @@ def spaces_show(name: str, as_json: bool) -> None:
         _echo_json(s.to_dict())
         return
     click.echo(f"{s.name} ({s.family}) from {s.source}\n  {s.description}")
-    for p in s.params:
-        click.echo(f"  {p.name:<18} {p.describe()}")
-    click.echo(f"  {s.repeated.name}.count{'':<{max(0, 12 - len(s.repeated.name))}} {s.repeated.count.describe()}")
-    click.echo(f"  per {s.repeated.name[:-1]} (exists only when the {s.repeated.name[:-1]} does):")
-    for p in s.repeated.params:
-        click.echo(f"    {p.name:<16} {p.describe()}")
+    for alt in s.alternatives():
+        indent = "  "
+        if s.families:
+            click.echo(f"  family {alt.family} (when family is {alt.family}):")
+            indent = "    "
+        for p in alt.params:
+            click.echo(f"{indent}{p.name:<18} {p.describe()}")
+        _echo_group(alt.repeated, indent)
+
+
+def _echo_group(group, indent: str) -> None:
+    """A repeated group's count and per-unit parameters, nested groups indented below."""
+    click.echo(f"{indent}{group.name}.count{'':<{max(0, 12 - len(group.name))}} {group.count.describe()}")
+    click.echo(f"{indent}per {group.name[:-1]} (exists only when the {group.name[:-1]} does):")
+    for p in group.params:
+        click.echo(f"{indent}  {p.name:<16} {p.describe()}")
+    for g in group.groups:
+        _echo_group(g, indent + "  ")
 
 
 # ----------------------------------------------------------------------------- profiles

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from nas.search.settings import SearchSettings, WorkerSettings
+from nas.search.settings import TRAIN_DEVICES, SearchSettings, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[F], F]
@@ -131,11 +131,15 @@ SEARCH_OVERRIDES: dict[str, dict[str, Any]] = {
     "out": {"type": click.Path(file_okay=False)},
     "storage": {"metavar": "URL"},
     "table": {"type": click.Path(dir_okay=False)},
+    "train_device": {"type": click.Choice(TRAIN_DEVICES)},
+    "measure_timeout_s": {"metavar": "S"},
 }
 WORKER_OVERRIDES: dict[str, dict[str, Any]] = {
     "storage": {"envvar": "NAS_STORAGE", "metavar": "URL"},
     "worker_index": {"hidden": True},
     "artifact_dir": {"type": click.Path(file_okay=False)},
+    "train_device": {"type": click.Choice(TRAIN_DEVICES)},
+    "claim_grace_s": {"metavar": "S"},
 }
 search_options = settings_options(SearchSettings, **SEARCH_OVERRIDES)  # every `nas search` setting
 worker_options = settings_options(WorkerSettings, **WORKER_OVERRIDES)  # every `nas worker` setting

@@ -1,13 +1,12 @@
 """YAML at the edge: search spaces and hardware profiles are loaded and validated here.
 
-All validation happens in this module; it returns the frozen dataclasses of `nas.searchspace` and
-`nas.hardware` (re-exported here). Errors name the file, the field and what was expected; past the
+Hardware profiles are validated in this module, search spaces in `nas.spaces` (re-exported here);
+they return the frozen dataclasses of `nas.hardware` and `nas.searchspace` (re-exported here). Errors name the file, the field and what was expected; past the
 loaders no code sees a raw dict.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from importlib.resources import files
@@ -25,16 +24,17 @@ from nas.hardware import (
     Protocol,
     Runtime,
     RuntimeEstimate,
+    SensorSettings,
     Sourced,
     runtime_precisions,
 )
 from nas.searchspace import Param, Repeated, SearchSpace
-from nas.yamldoc import MAX_INT, Doc, field_name, read_yaml, show_value
+from nas.spaces import SPACES_DIR, list_spaces, load_space, parse_space, resolve_space
+from nas.yamldoc import Doc, read_yaml
 
 # The shipped spaces and profiles are package data (nas/resources/), found through the import system:
 # the same folders from a checkout, an editable install or an installed wheel.
 RESOURCES_DIR = Path(str(files("nas").joinpath("resources")))
-SPACES_DIR = RESOURCES_DIR / "search_spaces"
 PROFILES_DIR = RESOURCES_DIR / "hardware_profiles"
 
 
@@ -49,158 +49,6 @@ def resolve_named(name_or_path: str | Path, directory: Path, kind: str) -> Path:
         names = ", ".join(sorted(p.stem for p in directory.glob("*.yaml"))) or "none"
         raise ConfigError(f"unknown {kind} {text!r} (valid: {names}; or give a path to a .yaml file)")
     return path
-
-
-_PARAM_KEYS = {"choices", "type", "low", "high", "step", "log", "when"}
-
-
-def _param(doc: Doc, name: str, registry_choices: tuple[str, ...] | None) -> Param:
-    doc.check_keys(_PARAM_KEYS)
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
-    if doc.has("when"):
-        w = doc.sub("when")
-        if not w.data:
-            raise w.error("expected at least one condition")
-        conds = []
-        for key, allowed in w.data.items():
-            values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
-            if not values:
-                raise w.error("expected a value or a non-empty list of values", allowed, str(key))
-            conds.append((str(key), values))
-        when = tuple(conds)
-    if doc.has("choices"):
-        if doc.has("low") or doc.has("high"):
-            raise doc.error("give either 'choices' or 'low'/'high', not both")
-        choices = doc.raw("choices")
-        if not isinstance(choices, list) or not choices:
-            raise doc.error("expected a non-empty list", choices, "choices")
-        for c in choices:
-            if not isinstance(c, (str, int, float, bool)) or isinstance(c, float) and not math.isfinite(c):
-                raise doc.error("expected scalar values (string, number, bool)", c, "choices")
-            if isinstance(c, int) and not isinstance(c, bool) and abs(c) > MAX_INT:
-                raise doc.error(f"expected integers of at most {MAX_INT}", c, "choices")
-        if len(set(map(repr, choices))) != len(choices):
-            raise doc.error("values must be distinct", choices, "choices")
-        if registry_choices is not None:
-            for c in choices:
-                if c not in registry_choices:
-                    raise doc.error(
-                        f"unknown {name} {show_value(c)} (valid: {', '.join(registry_choices)})", key="choices"
-                    )
-        return Param(name, "choice", choices=tuple(choices), when=when)
-    kind = doc.raw("type", None)
-    low, high = doc.raw("low"), doc.raw("high")
-    if kind is None:
-        kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
-    if kind not in ("int", "float"):
-        raise doc.error("expected 'int' or 'float'", kind, "type")
-    if kind == "int":
-        lo, hi = doc.int("low"), doc.int("high")
-        step = doc.int("step", 1, low=1)
-    else:
-        lo, hi = doc.real("low"), doc.real("high")
-        step = doc.number("step", None, positive=True) if doc.has("step") else None
-    if lo > hi:
-        raise doc.error(f"low ({lo}) is above high ({hi})", key="low")
-    log = doc.raw("log", False)
-    if not isinstance(log, bool):
-        raise doc.error("expected true or false", log, "log")
-    if log and (lo <= 0 or step not in (None, 1)):
-        raise doc.error("a log range needs low > 0 and no step", key="log")
-    return Param(name, kind, low=lo, high=hi, step=step, log=log, when=when)
-
-
-def _check_conditions(params: tuple[Param, ...], known: dict[str, Param], doc: Doc) -> None:
-    for p in params:
-        for key, values in p.when:
-            target = known.get(key)
-            if target is None or target is p:
-                raise doc.error(
-                    f"'when' refers to {show_value(key)}, which is not a parameter declared before it",
-                    key=f"{p.name}.when",
-                )
-            if target.kind == "choice":
-                bad = [v for v in values if v not in target.choices]
-                if bad:
-                    raise doc.error(
-                        f"'when' value {show_value(bad[0])} is not one of {field_name(key)}'s choices {show_value(list(target.choices))}",
-                        key=f"{p.name}.when",
-                    )
-
-
-def load_space(name_or_path: str | Path) -> SearchSpace:
-    """Load and validate a search space by name (`nas/resources/search_spaces/NAME.yaml`) or path."""
-    path = resolve_named(name_or_path, SPACES_DIR, "search space")
-    return parse_space(read_yaml(path), str(path), path.stem)
-
-
-def parse_space(data: Any, file: str, default_name: str = "space") -> SearchSpace:
-    """Validate a search-space document (as read from YAML) that came from `file`."""
-    # imported here, not at the top: the family registry fills as the families' modules import
-    # torch (seconds), which reading a hardware profile (`nas report`, `nas plot`) must not pay
-    from nas.models import FAMILIES, valid_choices
-
-    doc = Doc(data, file)
-    family = doc.str("family")
-    if family not in FAMILIES:
-        raise doc.error(f"unknown family (valid: {', '.join(sorted(FAMILIES))})", family, "family")
-    schema = FAMILIES[family]
-    doc.check_keys({"name", "family", "description", "params", schema.unit})
-    name = doc.str("name", default_name)
-    description = doc.raw("description", "")
-    if not isinstance(description, str):
-        raise doc.error("expected a string", description, "description")
-
-    pdoc = doc.sub("params")
-    pdoc.check_keys(schema.required | schema.optional)
-    for req in sorted(schema.required):
-        pdoc.raw(req)
-    params = tuple(_param(pdoc.sub(k), str(k), valid_choices(str(k))) for k in pdoc.data)
-
-    udoc = doc.sub(schema.unit)
-    udoc.check_keys({"count", "params"})
-    count = _param(udoc.sub("count"), "count", None)
-    if count.kind != "int" or count.low < 1 or count.when:
-        raise udoc.error("expected an integer range with low >= 1 (and no 'when')", key="count")
-    updoc = udoc.sub("params")
-    updoc.check_keys(schema.unit_required | schema.unit_optional)
-    for req in sorted(schema.unit_required):
-        updoc.raw(req)
-    unit_params = tuple(_param(updoc.sub(k), str(k), valid_choices(str(k))) for k in updoc.data)
-    for p in unit_params:
-        if p.name in ("channels", "width", "kernel", "repeats", "stride", "expansion"):
-            values = p.choices if p.kind == "choice" else (p.low, p.high)
-            if p.kind == "float" or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values
-            ):
-                raise updoc.error("expected positive integers", list(values), f"{p.name}")
-    for p in params:
-        if p.name in ("dropout", "prune_ratio"):
-            values = p.choices if p.kind == "choice" else (p.low, p.high)
-            if any(not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1 for v in values):
-                raise pdoc.error("expected values in [0, 1)", list(values), p.name)
-        if p.name == "width_multiplier":
-            values = p.choices if p.kind == "choice" else (p.low, p.high)
-            if any(not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in values):
-                raise pdoc.error("expected values > 0", list(values), p.name)
-
-    for i, p in enumerate(params):
-        _check_conditions((p,), {q.name: q for q in params[:i]}, pdoc)
-    for i, p in enumerate(unit_params):
-        _check_conditions((p,), {q.name: q for q in params + unit_params[:i]}, updoc)
-    return SearchSpace(
-        name=name,
-        family=family,
-        description=description,
-        params=params,
-        repeated=Repeated(schema.unit, count, unit_params),
-        source=file,
-    )
-
-
-def list_spaces() -> list[Path]:
-    """The shipped search space files (*.yaml), sorted by name."""
-    return sorted(SPACES_DIR.glob("*.yaml"))
 
 
 def _sourced(doc: Doc, key: str, positive: bool = True) -> Sourced:
@@ -291,7 +139,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     doc = Doc(data, file)
     doc.check_keys(
         {"name", "description", "meter", "device", "inference", "power", "throughput", "memory",
-         "estimate", "carbon", "measurement", "runtime"}
+         "estimate", "carbon", "measurement", "runtime", "sensor"}
     )
     meter = doc.str("meter")
     if meter not in meter_names():
@@ -335,7 +183,8 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     proto = Protocol()
     if doc.has("measurement"):
         m = doc.sub("measurement")
-        m.check_keys({"warmup_batches", "min_window_s", "min_inferences", "repeats", "idle_window_s", "subtract_idle"})
+        m.check_keys({"warmup_batches", "min_window_s", "min_inferences", "repeats", "idle_window_s", "subtract_idle",
+                      "min_net_fraction", "idle_refresh_s"})
         subtract = m.raw("subtract_idle", False)
         if not isinstance(subtract, bool):
             raise m.error("expected true or false", subtract, "subtract_idle")
@@ -346,6 +195,21 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
             repeats=m.int("repeats", proto.repeats, low=1),
             idle_window_s=m.number("idle_window_s", proto.idle_window_s, positive=True),
             subtract_idle=subtract,
+            min_net_fraction=m.number("min_net_fraction", proto.min_net_fraction),
+            idle_refresh_s=m.number("idle_refresh_s", proto.idle_refresh_s, positive=True),
+        )
+        if proto.min_net_fraction >= 1:
+            raise m.error("expected a fraction of gross energy below 1", proto.min_net_fraction, "min_net_fraction")
+    sensor = SensorSettings()
+    if doc.has("sensor"):
+        sd = doc.sub("sensor")
+        sd.check_keys({"rails", "sample_interval_s"})
+        rails = sd.raw("rails", [])
+        if not isinstance(rails, list) or any(not isinstance(r, str) or not r.strip() for r in rails):
+            raise sd.error("expected a list of rail names", rails, "rails")
+        sensor = SensorSettings(
+            rails=tuple(rails),
+            sample_interval_s=sd.number("sample_interval_s", sensor.sample_interval_s, positive=True),
         )
 
     prec = tuple(precisions)
@@ -378,6 +242,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         runtime=runtime,
         energy_per_element_op_j=_sourced(est, "energy_per_element_op_j") if est.has("energy_per_element_op_j") else None,
         estimate_runtimes=_runtime_estimates(est) if est.has("runtimes") else {},
+        sensor=sensor,
     )
 
 
@@ -388,6 +253,6 @@ def list_profiles() -> list[Path]:
 
 __all__ = [
     "EXECUTION_PROVIDERS", "PRECISIONS", "PROFILES_DIR", "RESOURCES_DIR", "RUNTIME_NAMES", "SPACES_DIR", "HardwareProfile",
-    "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
-    "parse_profile", "parse_space", "read_yaml", "resolve_named",
+    "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "SensorSettings", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
+    "parse_profile", "parse_space", "read_yaml", "resolve_named", "resolve_space",
 ]

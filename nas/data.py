@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from nas.errors import ConfigError
+from nas.plugins import DATASETS_GROUP, load_group
 
 VAL_FRACTION = 0.2
 TEST_FRACTION = 0.2
@@ -56,7 +57,8 @@ DATASETS: dict[str, Loader] = {}
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: register a loader `fn(name, split_seed) -> Dataset` under `name` in DATASETS."""
+    """Decorator: register a loader (spec, split_seed) -> Dataset under `name`."""
+
     def deco(fn: Loader) -> Loader:
         DATASETS[name] = fn
         return fn
@@ -211,15 +213,42 @@ def _npz(spec: str, seed: int) -> Dataset:
     )
 
 
+def from_arrays(name: str, x: np.ndarray, y: np.ndarray, seed: int, scale: float = 1.0) -> Dataset:
+    """A Dataset from image arrays `x` (N, H, W), (N, C, H, W), (N, H, W, C) or flat (N, H*W),
+    divided by `scale`, and integer labels `y` (N,), split train / validation / test with `seed`.
+
+    For loaders registered by plugins (entry point group `energy_nas.datasets`).
+    """
+    return _split(name, _images(x, scale), np.asarray(y).astype(np.int64), seed, None)
+
+
+def _register_entry_point(name: str, obj: object) -> None:
+    """An entry point names a module (it registers itself) or a loader (spec, seed) -> Dataset."""
+    if name not in DATASETS:
+        if not callable(obj):
+            raise ConfigError(f"entry point energy_nas.datasets:{name} registered no dataset {name!r}")
+        DATASETS[name] = obj
+
+
+def _load_plugins() -> None:
+    load_group(DATASETS_GROUP, _register_entry_point)
+
+
 def dataset_names() -> list[str]:
-    """The registered dataset names, plus the `npz:PATH` form, for error messages and help."""
+    """Registered dataset names (plugins included) and the `npz:PATH` form."""
+    _load_plugins()
     return sorted(DATASETS) + ["npz:PATH"]
 
 
 def load_dataset(spec: str, split_seed: int = 0) -> Dataset:
-    """Load a dataset by registry name or `npz:PATH`, split with `split_seed`."""
+    """Load a dataset by registry name or `npz:PATH`, split with `split_seed`.
+
+    Names from installed packages' `energy_nas.datasets` entry points are loaded on first miss.
+    """
     if spec.startswith("npz:"):
         return _npz(spec, split_seed)
+    if spec not in DATASETS:
+        _load_plugins()
     if spec not in DATASETS:
         raise ConfigError(f"unknown dataset {spec!r} (valid: {', '.join(dataset_names())})")
     return DATASETS[spec](spec, split_seed)

@@ -12,11 +12,8 @@ writers of the files it reads.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
-import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ from nas.architecture import Architecture
 from nas.artifacts import state_dict_cpu
 from nas.deploy import rebuild
 from nas.errors import ConfigError, ExportError
+from nas.runtimes import write_onnx, write_torchscript
 
 TOLERANCE = 1e-4  # max abs difference in logits accepted between PyTorch and an exported copy
 ARCH_FORMAT = "energy-nas architecture v1"
@@ -211,12 +209,7 @@ def _write_safetensors(job: ExportJob) -> None:
 
 
 def _write_torchscript(job: ExportJob) -> None:
-    # TorchScript is deprecated in recent PyTorch but still the format many C++ and mobile
-    # runtimes load; the deprecation warning is not the user's concern here.
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(job.model, job.x, check_trace=False)
-        traced.save(str(job.paths["torchscript"]))
+    write_torchscript(job.model, job.x, job.paths["torchscript"])  # what the torchscript runtime measures
 
 
 def _check_torchscript(job: ExportJob) -> ExportCheck:
@@ -227,22 +220,7 @@ def _check_torchscript(job: ExportJob) -> ExportCheck:
 
 
 def _write_onnx(job: ExportJob) -> None:
-    path = job.paths["onnx"]
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # e.g. "torchvision is not installed" registration notes
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                job.model, (job.x,), str(path), input_names=["input"], output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
-                external_data=False,  # one self-contained file; our models are far below protobuf's 2 GB
-            )
-    except Exception as e:
-        raise ExportError(f"{path}: torch.onnx.export failed ({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-    finally:
-        quiet.setLevel(level)
+    write_onnx(job.model, job.x, job.paths["onnx"])  # what the onnxruntime runtime measures
 
 
 def _run_onnx(path: Path, x: torch.Tensor) -> np.ndarray:

@@ -47,6 +47,26 @@ class Protocol:
     repeats: int = 5
     idle_window_s: float = 1.0
     subtract_idle: bool = False  # the objective uses gross energy unless the profile says net
+    # net energy below this fraction of gross is implausible (re-baseline, re-measure once, then
+    # fail the trial): idle power drifts by a few percent with temperature and other processes
+    # (shared/MEASURING.md section 8), so a net under 1% of gross cannot be told from drift
+    min_net_fraction: float = 0.01
+    # the idle baseline is re-measured when older than this: heatsinks settle over minutes, so a
+    # baseline from the start of a long search drifts; 1 s of idle every 10 min costs < 0.2%
+    idle_refresh_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    """Which readings of a board's power sensor a meter sums, and how often it samples them.
+
+    `rails`: the rail labels to sum (as the board names them, e.g. Jetson `VDD_IN`, Pi 5
+    `VDD_CORE`); empty means the meter's default. `sample_interval_s`: the background sampling
+    period of integrating meters (seconds).
+    """
+
+    rails: tuple[str, ...] = ()
+    sample_interval_s: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,7 @@ class HardwareProfile:
     # runtime overrides of any coefficient (written by `nas profiles calibrate`)
     energy_per_element_op_j: Sourced | None = None
     estimate_runtimes: Mapping[str, RuntimeEstimate] = field(default_factory=dict)
+    sensor: SensorSettings = SensorSettings()
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data (dataclasses.asdict)."""
@@ -136,5 +157,5 @@ class HardwareProfile:
 
 __all__ = [
     "EXECUTION_PROVIDERS", "PRECISIONS", "RUNTIME_COEFFICIENTS", "RUNTIME_NAMES", "HardwareProfile", "Protocol",
-    "Runtime", "RuntimeEstimate", "Sourced", "runtime_precisions",
+    "Runtime", "RuntimeEstimate", "SensorSettings", "Sourced", "runtime_precisions",
 ]

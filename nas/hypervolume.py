@@ -8,6 +8,11 @@ from 0 to the reference), so 1.0 would be a perfect, free model.
 
 It is always computed in the accuracy-energy plane, whatever extra objectives (latency, params) the
 study had, so runs with different objective sets stay comparable.
+
+Energy is never negative here: the reference point's energy is at least 0 J, and a trial whose
+stored energy is negative (possible only in runs from before the protocol's guards, see
+nas/energy/protocol.py) is counted at 0 J, so it can neither drag the box below zero nor add area
+outside it.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ DEFAULT_ENERGY_MARGIN = 1.1
 
 @dataclass(frozen=True)
 class ReferencePoint:
-    """The worst corner the hypervolume is measured from."""
+    """The worst corner the hypervolume is measured from; its energy is clamped to >= 0 J."""
 
     accuracy: float  # validation accuracy, fraction correct
     energy_per_inference_j: float
     rule: str  # how it was chosen, printed beside every hypervolume
+
+    def __post_init__(self) -> None:
+        if self.energy_per_inference_j < 0:
+            object.__setattr__(self, "energy_per_inference_j", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the reference accuracy, energy per inference in J, and the rule that set them."""
@@ -94,7 +103,7 @@ def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float
 
 def default_reference(records: Sequence[TrialRecord], margin: float = DEFAULT_ENERGY_MARGIN) -> ReferencePoint:
     """Accuracy 0 and `margin` x the largest energy per inference among the feasible trials."""
-    energies = [r.energy_per_inference_j for r in records if r.feasible]
+    energies = [_energy(r) for r in records if r.feasible]
     top = max(energies) if energies else 0.0
     return ReferencePoint(
         accuracy=0.0,
@@ -103,13 +112,18 @@ def default_reference(records: Sequence[TrialRecord], margin: float = DEFAULT_EN
     )
 
 
+def _energy(r: TrialRecord) -> float:
+    """A trial's energy per inference in the plane: never below 0 J."""
+    return max(0.0, r.energy_per_inference_j)
+
+
 def _box(reference: ReferencePoint) -> float:
     return max(0.0, 1.0 - reference.accuracy) * max(0.0, reference.energy_per_inference_j)
 
 
 def hypervolume(records: Sequence[TrialRecord], reference: ReferencePoint) -> float:
     """Hypervolume of the feasible `records` in the accuracy-energy plane (accuracy x J)."""
-    points = [(-r.accuracy, r.energy_per_inference_j) for r in records if r.feasible]
+    points = [(-r.accuracy, _energy(r)) for r in records if r.feasible]
     return hypervolume_2d(points, (-reference.accuracy, reference.energy_per_inference_j))
 
 
@@ -124,7 +138,7 @@ def hypervolume_history(records: Sequence[TrialRecord], reference: ReferencePoin
     hv = 0.0
     out: list[HistoryPoint] = []
     for r in sorted(records, key=lambda r: r.number):
-        p = (-r.accuracy, r.energy_per_inference_j)
+        p = (-r.accuracy, _energy(r))
         if r.feasible and not any(q[0] <= p[0] and q[1] <= p[1] for q in front):
             front = [q for q in front if not (p[0] <= q[0] and p[1] <= q[1])] + [p]
             hv = hypervolume_2d(front, ref)

@@ -20,10 +20,11 @@ import torch
 from nas.artifacts import architecture_of, complete_trial, has_weights, load_trial_model
 from nas.config import load_profile, parse_profile
 from nas.data import load_dataset
-from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, measure_on, rebuild
+from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, inference_batch, measure_on, rebuild
 from nas.energy import EnergyRecord, create_meter
 from nas.errors import ConfigError, RunError
 from nas.hardware import HardwareProfile
+from nas.models import architecture_label
 from nas.runs import SETTINGS_ATTR, open_run, study_for_run
 
 
@@ -98,14 +99,16 @@ def measure_trial(
             model = rebuild(arch, data.input_shape, data.num_classes)
             weights = f"untrained rebuild (seed {seed})"
         deployment = deploy(
-            model, precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=data.input_shape
+            model, precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=data.input_shape,
+            runtime=prof.runtime, example=inference_batch(data, prof.batch_size, torch.device("cpu")),
+            run_in_runtime=meter.runs_workload,
         )
         record = measure_on(meter, deployment, data, prof)
     finally:
         meter.close()
     stored = frozen.user_attrs.get("energy_per_inference_j")
     return Remeasurement(
-        run=str(folder.path), trial=trial, arch=arch.describe(), architecture=arch.to_dict(),
+        run=str(folder.path), trial=trial, arch=architecture_label(arch), architecture=arch.to_dict(),
         precision=precision, profile=prof.name, meter=meter.name, weights=weights, record=record,
         stored_energy_per_inference_j=float(stored) if stored is not None else None,
         stored_method=frozen.user_attrs.get("energy_method"),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from nas.artifacts import sha256_file
+from nas.models import architecture_label
 
 if TYPE_CHECKING:
     from nas.exporters import ExportCheck, ExportedArchitecture
@@ -45,7 +46,7 @@ def report_card(report: Report, sel: Selection, spec: ExportedArchitecture, chec
         "format": "energy-nas report card v1",
         "trial": rec.number,
         "selection": sel.to_dict(),
-        "architecture": {**spec.architecture.to_dict(), "summary": a.get("arch", spec.architecture.describe()),
+        "architecture": {**spec.architecture.to_dict(), "summary": a.get("arch") or architecture_label(spec.architecture),
                          "input_shape": list(spec.input_shape), "num_classes": spec.num_classes},
         "weights": weights_from,
         "accuracy": {

@@ -24,7 +24,7 @@ from nas.architecture import Architecture
 from nas.artifacts import complete_trial, has_weights, load_weights, model_shape
 from nas.config import load_profile
 from nas.data import load_dataset
-from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, measure_on, rebuild
+from nas.deploy import CALIBRATION_SAMPLES, deploy, deployable, inference_batch, measure_on, rebuild
 from nas.energy import EnergyRecord, create_meter
 from nas.hardware import HardwareProfile
 from nas.pareto import TrialRecord, pareto_front
@@ -138,7 +138,9 @@ def rerank(
             else:
                 weights = "untrained (no stored weights; a dense model's inference energy does not depend on weight values)"
             deployment = deploy(
-                model.eval(), precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=input_shape
+                model.eval(), precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=input_shape,
+                runtime=target.runtime, example=inference_batch(data, target.batch_size, torch.device("cpu")),
+                run_in_runtime=meter.runs_workload,
             )
             record = measure_on(meter, deployment, data, target)
             values = dict(rec.values)

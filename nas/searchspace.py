@@ -52,42 +52,66 @@ class Param:
 
 @dataclass(frozen=True)
 class Repeated:
-    """A group of parameters sampled once per unit; `count` is itself searched."""
+    """A group of parameters sampled once per unit; `count` is itself searched.
+
+    `groups` are nested repeated groups, sampled once per unit of this one (per layer, its
+    experts); their values sit in each unit under the nested group's name, as a list of units.
+    """
 
     name: str
     count: Param
     params: tuple[Param, ...]
+    groups: tuple[Repeated, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The group as a YAML-shaped mapping: count, params and nested groups by name."""
+        return {
+            "count": self.count.to_dict(),
+            "params": {p.name: p.to_dict() for p in self.params},
+            **{g.name: g.to_dict() for g in self.groups},
+        }
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """A validated search space (from YAML): the family it builds, its top-level parameters, the
-    repeated units (a count plus per-unit parameters), and the file it came from.
+    """A validated search space of one family, or (with `families`) a choice between families.
+
+    For a choice, `family` reads `cnn|ssm|...`, `params` is empty, `repeated` is None and each of
+    `families` is the space of one family (its `family` names it).
     """
 
     name: str
     family: str
     description: str
     params: tuple[Param, ...]
-    repeated: Repeated
+    repeated: Repeated | None
     source: str
+    families: tuple[SearchSpace, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The space as a YAML-shaped document (what is stored with the study)."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "description": self.description,
-            "params": {p.name: p.to_dict() for p in self.params},
-            self.repeated.name: {
-                "count": self.repeated.count.to_dict(),
-                "params": {p.name: p.to_dict() for p in self.repeated.params},
-            },
-        }
+        if self.families:
+            return {
+                "name": self.name,
+                "description": self.description,
+                "families": {f.family: _family_body(f) for f in self.families},
+            }
+        return {"name": self.name, "family": self.family, "description": self.description, **_family_body(self)}
 
     def has(self, name: str) -> bool:
-        """Whether the space has a top-level parameter named `name`."""
-        return any(p.name == name for p in self.params)
+        """Whether a global parameter `name` is declared (in any family of a choice)."""
+        return any(p.name == name for p in self.params) or any(f.has(name) for f in self.families)
+
+    def alternatives(self) -> tuple[SearchSpace, ...]:
+        """The single-family spaces this space samples from: its families, or itself."""
+        return self.families or (self,)
+
+
+def _family_body(space: SearchSpace) -> dict[str, Any]:
+    """One family's `params` and repeated group as a YAML-shaped mapping."""
+    if space.repeated is None:
+        return {"params": {p.name: p.to_dict() for p in space.params}}
+    return {"params": {p.name: p.to_dict() for p in space.params}, space.repeated.name: space.repeated.to_dict()}
 
 
 __all__ = ["Param", "Repeated", "SearchSpace"]

@@ -109,4 +109,19 @@ def load_table(path: str | Path) -> Table:
     return Table(doc["space"], doc["profile"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
 
 
-__all__ = ["BENCH_OBJECTIVES", "BENCH_SPACE", "TABLE_VERSION", "Table", "enumerate_space", "key_of", "load_table"]
+def imported_dataset(settings: dict[str, Any]) -> Any:
+    """A stand-in Dataset for an imported table's replay: no examples, the file named as the data
+    (its accuracies were measured by whoever made the file, on their data)."""
+    import torch
+
+    from nas.data import Dataset
+
+    empty = torch.zeros(0, 1)
+    return Dataset(str(settings["dataset"]), empty, empty.long(), empty, empty.long(), empty, empty.long(), 0,
+                   int(settings.get("split_seed", 0)))
+
+
+__all__ = [
+    "BENCH_OBJECTIVES", "BENCH_SPACE", "TABLE_VERSION", "Table", "enumerate_space", "imported_dataset", "key_of",
+    "load_table",
+]

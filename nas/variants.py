@@ -15,6 +15,7 @@ import optuna
 
 from nas.deploy import deployable
 from nas.errors import RunError
+from nas.models.registry import get_family
 from nas.runs import open_run, study_for_run
 from nas.search.context import context_from_study
 from nas.search.objective import TrialObjective, quiet_optuna
@@ -50,10 +51,13 @@ class VariantResult:
         return d
 
 
-def default_variants(precisions: tuple[str, ...], prune_ratio: float) -> list[Variant]:
-    """fp32, each lower precision in `precisions`, and fp32 (and int8) pruned by `prune_ratio`."""
+def default_variants(precisions: tuple[str, ...], prune_ratio: float | None) -> list[Variant]:
+    """fp32, each lower precision of `precisions`, and pruned by `prune_ratio` (fp32 and int8);
+    no pruned variants when `prune_ratio` is None (a family that does not prune)."""
     out = [Variant("fp32", "fp32", 0.0)]
     out += [Variant(p, p, 0.0) for p in ("bf16", "fp16", "int8") if p in precisions]
+    if prune_ratio is None:
+        return out
     out.append(Variant(f"fp32, pruned {prune_ratio:.0%}", "fp32", prune_ratio))
     if "int8" in precisions:
         out.append(Variant(f"int8, pruned {prune_ratio:.0%}", "int8", prune_ratio))
@@ -63,8 +67,9 @@ def default_variants(precisions: tuple[str, ...], prune_ratio: float) -> list[Va
 def compare_variants(
     run_path: str | Path, trial_number: int, storage: str | None = None, prune_ratio: float = 0.5
 ) -> tuple[dict[str, Any], list[VariantResult]]:
-    """Train and measure the trial's architecture as fp32, each lower precision the profile runs,
-    and pruned by `prune_ratio` (fp32 and int8). Returns (the trial's architecture, results)."""
+    """Train and measure the trial's architecture as fp32, each lower precision the profile runs
+    and its family deploys in, and pruned by `prune_ratio` (fp32 and int8) when its family prunes.
+    Returns (the trial's architecture, results)."""
     quiet_optuna()
     run = open_run(run_path)
     study = study_for_run(run, storage)
@@ -74,21 +79,28 @@ def compare_variants(
         raise RunError(f"{run.path}: no complete trial #{trial_number} (complete: {_ranges(valid)})")
     source = trials[trial_number]
     ctx = context_from_study(study, energy_budget_j=None, latency_budget_s=None, early_stop=False)
-    precisions = tuple(p for p in ctx.profile.precisions if deployable(p, ctx.profile, ctx.meter.torch_device) is None)
-    variants = default_variants(precisions, prune_ratio)
+    family_name = source.user_attrs.get("architecture", {}).get("family", ctx.space.family)
+    family = get_family(family_name)
+    # a space where the family is a choice: vary within the trial's family, its names unprefixed
+    family_space = next((a for a in ctx.space.alternatives() if a.family == family_name), ctx.space)
+    prefix = f"{family_name}." if ctx.space.families else ""
+    chosen = {k[len(prefix):]: v for k, v in source.params.items() if k.startswith(prefix)}
+    precisions = tuple(p for p in ctx.profile.precisions
+                       if p in family.precisions and deployable(p, ctx.profile, ctx.meter.torch_device) is None)
+    variants = default_variants(precisions, prune_ratio if family.prunable else None)
     levers = (
         Param("precision", "choice", choices=tuple(dict.fromkeys(v.precision for v in variants))),
         Param("prune_ratio", "choice", choices=tuple(dict.fromkeys(v.prune_ratio for v in variants))),
     )
     space = dataclasses.replace(
-        ctx.space, params=tuple(p for p in ctx.space.params if p.name not in ("precision", "prune_ratio")) + levers
+        family_space, params=tuple(p for p in family_space.params if p.name not in ("precision", "prune_ratio")) + levers
     )
     ctx = dataclasses.replace(ctx, space=space, artifact_dir=None)
     objective = TrialObjective(ctx, fixed_seed=source.user_attrs.get("seed"))
     scratch = optuna.create_study(directions=[o.direction for o in ctx.objectives])
     results = []
     for v in variants:
-        params = {**source.params, "precision": v.precision, "prune_ratio": v.prune_ratio}
+        params = {**chosen, "precision": v.precision, "prune_ratio": v.prune_ratio}
         scratch.enqueue_trial(params)
         trial = scratch.ask()
         values = objective(trial)

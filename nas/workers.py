@@ -141,6 +141,8 @@ def worker_context(study: optuna.Study, ws: WorkerSettings) -> SearchContext:
         overrides["trials"] = ws.trials
     if ws.timeout_s is not None:
         overrides["timeout_s"] = ws.timeout_s
+    if ws.train_device is not None:
+        overrides["train_device"] = ws.train_device
     ctx = context_from_study(study, **overrides)
     if ws.artifact_dir is not None:
         ctx.artifact_dir = Path(ws.artifact_dir)

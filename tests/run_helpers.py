@@ -63,13 +63,15 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, poll_s: 
 
 
 def nondominated(complete: list[optuna.trial.FrozenTrial]) -> set[int]:
-    """Brute force: trials no other trial beats (accuracy up, energy down; values[0], values[1])."""
+    """Brute force: trials no other trial beats (accuracy up, energy down; values[0], values[1]),
+    each network once (a repeat reused from an earlier trial, `duplicate_of`, is that trial's)."""
 
     def beats(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
         (acc_a, e_a), (acc_b, e_b) = a.values[:2], b.values[:2]
         return acc_a >= acc_b and e_a <= e_b and (acc_a > acc_b or e_a < e_b)
 
-    return {t.number for t in complete if not any(beats(o, t) for o in complete if o is not t)}
+    return {t.number for t in complete
+            if "duplicate_of" not in t.user_attrs and not any(beats(o, t) for o in complete if o is not t)}
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess, code: int | None = None) -> str:

@@ -57,7 +57,7 @@ def run(tmp_path_factory):
          "layers:\n  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8]}\n", ["params.activation", "swishy", "relu"]),
         ("family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [1.5]}\n"
          "layers:\n  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8]}\n", ["dropout", "[0, 1)"]),
-        ("family: transformer\n", ["field 'family'", "cnn", "mlp"]),
+        ("family: rnn\n", ["field 'family'", "cnn", "mlp", "transformer"]),
         ("family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [0.0]}\n"
          "layers:\n  count: {low: 1, high: " + "9" * 5000 + "}\n", ["malformed YAML"]),
     ],

@@ -47,7 +47,8 @@ layers:
 def test_every_shipped_space_loads(path):
     space = load_space(path)
     assert space.name == path.stem
-    assert space.repeated.count.low >= 1
+    for alt in space.alternatives():
+        assert alt.repeated.count.low >= 1
 
 
 @pytest.mark.parametrize("path", list_profiles(), ids=lambda p: p.stem)
@@ -81,7 +82,7 @@ def _error(write_yaml, text: str, loader=load_space) -> str:
         ("choices: [8, 16]", "choices: [8, x16]", "width"),
         ("{choices: [relu]}", "{choices: [swishy]}", "activation"),
         ("count: {low: 1, high: 2}", "count: {low: 3, high: 2}", "count"),
-        ("family: mlp", "family: transformer", "family"),
+        ("family: mlp", "family: rnn", "family"),
         ("  dropout:", "  dropuot:", "dropuot"),
         ("high: 0.2", "high: 1.5", "dropout"),
         ("name: t", "name: t\nextra: 1", "extra"),

@@ -30,7 +30,7 @@ def run(tmp_path_factory) -> Path:
 
 def test_front_members_are_remeasured_and_written_beside_the_old_front(run):
     rep = build_report(run)
-    res = rerank(run, "raspberry-pi-5")
+    res = rerank(run, "raspberry-pi-5", allow_estimate=True)
     target = load_profile("raspberry-pi-5")
     assert sorted(m.old.number for m in res.measured) == sorted(r.number for r in rep.front)
     for m in res.measured:
@@ -50,7 +50,7 @@ def test_front_members_are_remeasured_and_written_beside_the_old_front(run):
 
 
 def test_all_remeasures_every_complete_trial(run):
-    res = rerank(run, "raspberry-pi-5", all_trials=True)
+    res = rerank(run, "raspberry-pi-5", all_trials=True, allow_estimate=True)
     assert len(res.measured) == 6 and res.scope == "all"
     assert {r.number for r in res.new_front} == {
         r.number for r in pareto_front([m.new for m in res.measured], build_report(run).objectives)
@@ -77,11 +77,11 @@ def test_absent_sensor_needs_allow_estimate(run):
 
 
 def test_cli_rerank_json_and_text(run):
-    res = CliRunner().invoke(main, ["rerank", str(run), "--profile", "jetson-orin-nano", "--all", "--json"])
+    res = CliRunner().invoke(main, ["rerank", str(run), "--profile", "jetson-orin-nano", "--all", "--json", "--allow-estimate"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["scope"] == "all" and len(doc["measured"]) == 6
-    res = CliRunner().invoke(main, ["rerank", str(run), "--profile", "raspberry-pi-5"])
+    res = CliRunner().invoke(main, ["rerank", str(run), "--profile", "raspberry-pi-5", "--allow-estimate"])
     assert res.exit_code == 0 and "ESTIMATED" in res.output and "new front:" in res.output
     res = CliRunner().invoke(main, ["rerank", str(run), "--profile", "no-such-profile"])
     assert res.exit_code == 2 and "unknown hardware profile 'no-such-profile'" in res.output
@@ -89,5 +89,5 @@ def test_cli_rerank_json_and_text(run):
 
 def test_rerank_leaves_the_study_untouched(run):
     before = [(r.number, r.energy_per_inference_j) for r in build_report(run).records]
-    rerank(run, "raspberry-pi-5", all_trials=True)
+    rerank(run, "raspberry-pi-5", all_trials=True, allow_estimate=True)
     assert [(r.number, r.energy_per_inference_j) for r in build_report(run).records] == before

@@ -195,10 +195,28 @@ def _fake_powercap(root: Path) -> Path:
 
 
 def test_cli_refuses_two_workers_on_one_rapl_package_and_creates_nothing(tmp_path):
+    import threading
+
     root = _fake_powercap(tmp_path / "powercap")
     out = tmp_path / "run"
-    result = cli("search", *MLP, "--profile", "cpu-rapl", "--workers", "2", "--out", str(out),
-                 NAS_POWERCAP_ROOT=str(root))
+    stop = threading.Event()
+
+    def live_counter() -> None:  # the probe checks that the counter moves, as a live package's does
+        uj = 1_000_000
+        while not stop.wait(0.005):
+            uj += 5000
+            tmp = root / "intel-rapl:0" / ".energy_uj"
+            tmp.write_text(f"{uj}\n")
+            os.replace(tmp, root / "intel-rapl:0" / "energy_uj")
+
+    writer = threading.Thread(target=live_counter, daemon=True)
+    writer.start()
+    try:
+        result = cli("search", *MLP, "--profile", "cpu-rapl", "--workers", "2", "--out", str(out),
+                     NAS_POWERCAP_ROOT=str(root))
+    finally:
+        stop.set()
+        writer.join(5)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--share-device" in lines[0] and "rapl" in lines[0], result.stderr

@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib
 
 from nas.energy.base import EnergyRecord, Meter, Probe, Reading, WindowWork, Workload
-from nas.errors import MeterUnavailable
+from nas.errors import ConfigError, MeterUnavailable
 from nas.hardware import HardwareProfile
+from nas.plugins import METERS_GROUP, load_group
 from nas.registry import lookup
 
 __all__ = [
@@ -23,18 +24,34 @@ __all__ = [
 
 _BACKENDS = {
     "estimate": "nas.energy.estimate:EstimateMeter",
+    "jetson": "nas.energy.jetson:JetsonMeter",
     "nvml": "nas.energy.nvml:NvmlMeter",
+    "pi5": "nas.energy.pi5:Pi5Meter",
     "rapl": "nas.energy.rapl:RaplMeter",
 }
 
 
+def _register_entry_point(name: str, obj: object) -> None:
+    """A meter entry point names its Meter subclass ("pkg.module:MyMeter")."""
+    if not (isinstance(obj, type) and issubclass(obj, Meter)):
+        raise ConfigError(f"entry point energy_nas.meters:{name} is {obj!r}, not a nas.energy.Meter subclass")
+    _BACKENDS.setdefault(name, f"{obj.__module__}:{obj.__qualname__}")
+
+
+def _load_plugins() -> None:
+    load_group(METERS_GROUP, _register_entry_point)
+
+
 def meter_names() -> tuple[str, ...]:
-    """The names of the meter backends the factory knows, sorted."""
+    """Every meter backend, those of installed packages (`energy_nas.meters`) included."""
+    _load_plugins()
     return tuple(sorted(_BACKENDS))
 
 
 def meter_class(name: str) -> type[Meter]:
     """The backend class for `name`; importing it never touches hardware."""
+    if name not in _BACKENDS:
+        _load_plugins()
     module, attr = lookup(_BACKENDS, "meter", name).split(":")
     return getattr(importlib.import_module(module), attr)
 

@@ -108,6 +108,13 @@ class EnergyRecord:
     # sensor meters: how the figure was obtained (window plan, per-window durations and net
     # energies, idle baseline details, what ran at which precision); see nas/energy/protocol.py
     protocol: Mapping[str, Any] = field(default_factory=dict)
+    # where the figure comes from beyond the sensor: the machine that measured it, and the
+    # runtime the model ran in (name, execution_provider, threads, format, version; nas.runtimes)
+    host: str | None = None
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+    # sensor meters: when the idle baseline this record used was taken (ISO 8601, UTC); its power
+    # is `idle_power_w`, and `protocol["idle"]` has the rest (number, why it was taken)
+    idle_measured_at: str | None = None
 
     @property
     def measured(self) -> bool:
@@ -120,6 +127,7 @@ class EnergyRecord:
         d["windows_j"] = list(self.windows_j)
         d["coefficients"] = dict(self.coefficients)
         d["protocol"] = dict(self.protocol)
+        d["runtime"] = dict(self.runtime)
         return d
 
     @classmethod
@@ -139,6 +147,9 @@ class Meter(ABC):
 
     name: ClassVar[str]
     torch_device: ClassVar[str] = "cpu"  # where workloads run for this meter
+    # False for meters that compute energy from counts without running the model: the deploy
+    # path then does not export it into the profile's runtime (nas.measurer.measure_candidate)
+    runs_workload: ClassVar[bool] = True
 
     def __init__(self, profile: HardwareProfile) -> None:
         self.profile = profile

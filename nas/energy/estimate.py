@@ -313,6 +313,7 @@ class EstimateMeter(Meter):
     """Deterministic analytical estimate from the hardware profile; labelled `estimated:analytical`."""
 
     name = "estimate"
+    runs_workload = False
 
     def __init__(self, profile: HardwareProfile) -> None:
         super().__init__(profile)
@@ -323,7 +324,7 @@ class EstimateMeter(Meter):
         `graph` when given) at `precision` and `batch_size`."""
         graph = graph or stats.operators
         if graph is None:  # counts recorded without a graph: one operator doing all the work
-            graph = summary_graph(stats.params, stats.macs, stats.activation_elems, stats.input_elems)
+            graph = summary_graph(getattr(stats, "weights_read", stats.params), stats.macs, stats.activation_elems, stats.input_elems)
         coefs = coefficients(self.profile, precision)
         result = estimate_graph(graph, stats.params, coefs, batch_size)
         total = result.energy_per_inference_j

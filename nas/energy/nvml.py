@@ -17,18 +17,18 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
 from nas.energy.base import Probe
-from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep
+from nas.energy.guards import Clock, Sleep, stuck
+from nas.energy.protocol import Sensor
+from nas.energy.sampling import POWER_SAMPLE_S, PowerIntegrator
+from nas.energy.sensor_meter import SensorMeter
 from nas.errors import MeterUnavailable
 from nas.hardware import HardwareProfile
-
-POWER_SAMPLE_S = 0.01  # background power sampling interval (NVML refreshes power every 20-100 ms)
 
 
 def _pynvml() -> ModuleType:
@@ -126,55 +126,6 @@ def nvml_handle(nv: ModuleType, cuda_index: int) -> tuple[Any, int]:
     return nv.nvmlDeviceGetHandleByIndex(index), index
 
 
-# ----------------------------------------------------------------------------- power integration
-class PowerIntegrator:
-    """Energy from sampled power: a background thread samples `power_w()` every `interval_s` and
-    integrates with the trapezoid rule; `energy_j()` takes a fresh sample, so a window edge is
-    exact in time. Integration is exact for power that is linear between samples."""
-
-    def __init__(self, power_w: Callable[[], float], clock: Clock, interval_s: float = POWER_SAMPLE_S,
-                 start: bool = True) -> None:
-        self._power_w, self._clock, self.interval_s = power_w, clock, interval_s
-        self._lock = threading.Lock()
-        self._t, self._p = clock(), power_w()
-        self._energy = 0.0
-        self.samples = 1
-        self._error: Exception | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if start:
-            self._thread = threading.Thread(target=self._run, name="nas-nvml-power", daemon=True)
-            self._thread.start()
-
-    def sample(self) -> float:
-        """Take one sample now and return the energy integrated so far (J)."""
-        with self._lock:
-            if self._error is not None:
-                raise self._error
-            t, p = self._clock(), self._power_w()
-            self._energy += (p + self._p) / 2.0 * (t - self._t)
-            self._t, self._p = t, p
-            self.samples += 1
-            return self._energy
-
-    energy_j = sample
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.sample()
-            except Exception as e:  # surfaced by the next energy_j() in the measuring thread
-                self._error = e
-                return
-
-    def close(self) -> None:
-        """Stop the sampling thread (waits up to 1 s)."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=1.0)
-        self._thread = None
-
-
 # ----------------------------------------------------------------------------- the sensor
 @dataclass(frozen=True)
 class GpuInfo:
@@ -255,10 +206,22 @@ class NvmlSensor(Sensor):
             self.api = (f"nvmlDeviceGetPowerUsage (mW) sampled every {sample_s * 1000:g} ms, "
                         f"trapezoid-integrated")
             self.counts_updates = False
-            self._integrator = PowerIntegrator(self._power_w, clock, sample_s)
+            self._integrator = PowerIntegrator(self._power_sample, clock, sample_s, name="nas-nvml-power")
 
-    def _power_w(self) -> float:
-        return self._nv.nvmlDeviceGetPowerUsage(self._handle) / 1000.0
+    def _power_sample(self) -> tuple[float, int]:
+        mw = self._nv.nvmlDeviceGetPowerUsage(self._handle)
+        return mw / 1000.0, mw
+
+    def raw(self) -> int:
+        """The sensor's raw reading now: the counter (mJ) or the power (mW)."""
+        if self._integrator is not None:
+            return self._nv.nvmlDeviceGetPowerUsage(self._handle)
+        return self._nv.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+
+    def change_count(self) -> int | None:
+        """Power mode: how often the raw mW reading changed; counter mode: None (the counter shows it)."""
+        # integrated power moves with time even when the power reading is frozen: judge the raw mW
+        return self._integrator.changes if self._integrator is not None else None
 
     def read_j(self) -> float:
         """The device's energy counter in J (integrated power on GPUs without the counter).
@@ -322,7 +285,8 @@ class NvmlMeter(SensorMeter):
             nv = _pynvml()
             _init(nv)
             try:
-                inspect_gpu(nv, profile)
+                info = inspect_gpu(nv, profile)
+                check_moves(nv, info, cls.watch)
             finally:
                 nv.nvmlShutdown()
         except MeterUnavailable as e:
@@ -344,6 +308,20 @@ class NvmlMeter(SensorMeter):
         except BaseException:
             nv.nvmlShutdown()
             raise
+
+
+def check_moves(nv: ModuleType, info: GpuInfo, watch: Callable[[Callable[[], object]], tuple[bool, int, float]]) -> None:
+    """MeterUnavailable unless the GPU's counter (or power reading) changes while `watch` polls it."""
+    handle = nv.nvmlDeviceGetHandleByIndex(info.nvml_index)
+    name = "nvmlDeviceGetTotalEnergyConsumption" if info.mode == "counter" else "nvmlDeviceGetPowerUsage"
+    call = getattr(nv, name)
+    try:
+        moved, reads, watched = watch(lambda: call(handle))
+    except nv.NVMLError as e:
+        raise translate(nv, e, f"reading {info.name}") from e
+    if not moved:
+        method = "measured:nvml-counter" if info.mode == "counter" else "measured:nvml-power"
+        raise stuck(method, info.name, name, "the probe", watched, reads)
 
 
 def _init(nv: ModuleType) -> None:

@@ -1,10 +1,13 @@
-"""The measurement protocol shared by every sensor meter (NVML, RAPL).
+"""The measurement protocol shared by every sensor meter (NVML, RAPL, Jetson INA, Pi 5 PMIC).
 
-A sensor is a cumulative energy reading of one device or package (`Sensor.read_j`). On it:
+A sensor is a cumulative energy reading of one device or package (`Sensor.read_j`): a hardware
+counter, or power sampled and integrated (nas/energy/sampling.py). On it:
 
-1. **Idle baseline**, once per meter, under the device lock: read the sensor over
-   `protocol.idle_window_s` with the device idle, polling it to see how often it updates. Stored on
-   the meter and copied into every record.
+1. **Idle baseline**, under the device lock: read the sensor over `protocol.idle_window_s` with
+   the device idle, polling it to see how often it updates. It is taken before the first
+   measurement, again when older than `protocol.idle_refresh_s` (long searches drift), and again
+   when a measurement's net energy is implausible (guards). Every record names the baseline it
+   used (`idle_measured_at`, and `protocol["idle"]`: power, time, sequence number, why taken).
 2. **Warm-up**: `protocol.warmup_batches` untimed forward passes (allocator, kernels, caches).
 3. **Window plan**: time a few batches, then choose the number of batches per window so that a
    window lasts at least `max(protocol.min_window_s, 10 x sensor update period)` and holds at least
@@ -18,30 +21,29 @@ A sensor is a cumulative energy reading of one device or package (`Sensor.read_j
    the figure the objective uses, and the latency of one batch (window time / batches, median).
    `protocol.subtract_idle` says whether the objective uses net or gross; both are recorded.
 
+Guards (stuck sensor, implausible net energy): nas/energy/guards.py. The meter that runs these
+steps with its idle baseline, refresh and re-measurement: nas/energy/sensor_meter.py.
+
 Sources for the numbers: shared/MEASURING.md (NVML counter updates every 20-100 ms, windows of at
-least 1 s and 10 updates, at least 3 repeats, idle measured and stored, never subtracted silently).
+least 1 s and 10 updates, at least 3 repeats, idle measured and stored, never subtracted silently,
+stuck counters seen in VMs: kepler#295, scaphandre#200; power below the baseline: pyJoules#18).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 import torch
 
-from nas.energy.base import EnergyRecord, Meter, Reading, WindowWork, Workload
-from nas.energy.lock import DeviceLock
-from nas.hardware import HardwareProfile, Protocol
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], None]
+from nas.energy.base import EnergyRecord, Workload
+from nas.energy.guards import Clock, Sleep, moved, stuck_error
+from nas.hardware import Protocol
 
 MIN_UPDATES_PER_WINDOW = 10  # MEASURING.md section 2
 IDLE_POLL_S = 0.002  # how often the idle window polls the sensor to count its updates
@@ -66,10 +68,28 @@ class Sensor(ABC):
     lock_key: str  # identity of the measured device, for the inter-process lock
     nominal_update_period_s: float = 0.1
     counts_updates: bool = True
+    source: str = ""  # the file(s) or call read, named in errors (defaults to `api`)
 
     @abstractmethod
     def read_j(self) -> float:
         """Energy consumed since the origin, in joules (monotone non-decreasing)."""
+
+    def peek_j(self) -> float:
+        """The energy reading for polling (idle baseline): `read_j()`, unless reading costs work
+        (sampled sensors return what their thread integrated so far, so polling adds no samples
+        and the idle baseline sees the same sampling load as a window)."""
+        return self.read_j()
+
+    def change_count(self) -> int | None:
+        """How many times the raw readings have changed since opening, for sensors whose energy
+        moves even when the hardware is frozen (sampled power); None where the energy reading
+        itself shows every update (cumulative counters)."""
+        return None
+
+    @property
+    def where(self) -> str:
+        """What is read, for messages: the files or the call."""
+        return self.source or self.api
 
     def close(self) -> None:
         """Release handles and threads. Idempotent."""
@@ -84,8 +104,11 @@ class IdleBaseline:
     window_s: float
     updates: int  # distinct sensor values seen while polling (-1: the sensor cannot show them)
     update_period_s: float  # measured from those updates, or the sensor's nominal period
-    update_period_method: str  # "measured:idle-polling" | "nominal"
+    update_period_method: str  # "measured:idle-polling" | "measured:idle-polling (few updates)" | "nominal"
     measured_at: str  # ISO 8601, UTC
+    clock_s: float = 0.0  # the meter's clock when the baseline ended (for its refresh interval)
+    number: int = 1  # 1 for the meter's first baseline, 2 for the next...
+    reason: str = "first measurement"  # why it was taken
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain data."""
@@ -100,27 +123,42 @@ class Window:
     duration_s: float
 
 
-def measure_idle(sensor: Sensor, window_s: float, clock: Clock, sleep: Sleep, poll_s: float = IDLE_POLL_S) -> IdleBaseline:
-    """Read `sensor` over `window_s` seconds of idle, polling it to see how often it updates."""
+def measure_idle(sensor: Sensor, window_s: float, clock: Clock, sleep: Sleep, poll_s: float = IDLE_POLL_S,
+                 number: int = 1, reason: str = "first measurement") -> IdleBaseline:
+    """Read `sensor` over `window_s` seconds of idle, polling it to see how often it updates.
+
+    Raises MeterUnavailable when the sensor does not change at all over the window (stuck).
+    """
     t0 = clock()
-    e0 = last = sensor.read_j()
+    e0 = e = sensor.read_j()
+    c0 = sensor.change_count()
+    last: object = c0 if c0 is not None else e0
     change_times: list[float] = []
+    reads = 1
     while clock() - t0 < window_s:
         sleep(poll_s)
-        e = sensor.read_j()
-        if e != last:
+        e = sensor.peek_j()
+        c = sensor.change_count()
+        reads += 1
+        key = c if c is not None else e
+        if key != last:
             change_times.append(clock())
-            last = e
+            last = key
     e1 = sensor.read_j()
+    c1 = sensor.change_count()
     t1 = clock()
     duration = t1 - t0
+    if not moved(e0, e1, c0, c1):
+        raise stuck_error(sensor, f"the {window_s:g} s idle baseline", duration, reads + 1)
     energy = e1 - e0
-    if sensor.counts_updates and len(change_times) >= 3:
+    if not sensor.counts_updates:
+        period, how = sensor.nominal_update_period_s, "nominal"
+    elif len(change_times) >= 3:
         period = (change_times[-1] - change_times[0]) / (len(change_times) - 1)
         how = "measured:idle-polling"
-    else:
-        period = sensor.nominal_update_period_s
-        how = "nominal"
+    else:  # one or two updates in the window: the period is at most about window / updates
+        period = duration / max(len(change_times), 1)
+        how = "measured:idle-polling (few updates: window / updates)"
     return IdleBaseline(
         power_w=energy / duration if duration > 0 else 0.0,
         energy_j=energy,
@@ -128,7 +166,10 @@ def measure_idle(sensor: Sensor, window_s: float, clock: Clock, sleep: Sleep, po
         updates=len(change_times) if sensor.counts_updates else -1,
         update_period_s=period,
         update_period_method=how,
-        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        clock_s=t1,
+        number=number,
+        reason=reason,
     )
 
 
@@ -168,18 +209,28 @@ def plan_batches(
 
 def measure_windows(
     sensor: Sensor, model: torch.nn.Module, batch: torch.Tensor, batches: int, repeats: int,
-    clock: Clock, sync: Callable[[], None],
+    clock: Clock, sync: Callable[[], None], stuck_after_s: float = 0.0,
 ) -> list[Window]:
-    """`repeats` windows of `batches` forward passes, the device synchronised at both edges."""
+    """`repeats` windows of `batches` forward passes, the device synchronised at both edges.
+
+    Raises MeterUnavailable when the sensor did not change during a window at least
+    `stuck_after_s` long (10 sensor update periods: a live sensor always changes in that time). A
+    shorter window (the plan overestimated a batch's time) is returned as it is; the caller
+    lengthens it, and a window that stays empty is implausible, never a 0 J result.
+    """
     out = []
-    for _ in range(repeats):
+    for i in range(repeats):
         sync()
         t0 = clock()
         e0 = sensor.read_j()
+        c0 = sensor.change_count()
         run_batches(model, batch, batches)
         sync()
         e1 = sensor.read_j()
+        c1 = sensor.change_count()
         t1 = clock()
+        if not moved(e0, e1, c0, c1) and t1 - t0 >= stuck_after_s:
+            raise stuck_error(sensor, f"measurement window {i + 1} of {repeats} ({batches} batches)", t1 - t0)
         out.append(Window(e1 - e0, t1 - t0))
     return out
 
@@ -188,7 +239,7 @@ def summarise(
     sensor: Sensor, workload: Workload, protocol: Protocol, idle: IdleBaseline, windows: list[Window],
     batches: int, target_s: float, probe_s_per_batch: float, measurement_s: float, idle_measured_now: bool,
 ) -> EnergyRecord:
-    """The EnergyRecord of a finished protocol run (pure: no measuring here)."""
+    """The EnergyRecord of a finished protocol run (pure: no measuring here; no guards)."""
     size = workload.batch_size
     inferences = batches * size
     gross = [w.energy_j / inferences for w in windows]
@@ -211,6 +262,7 @@ def summarise(
         window_s=statistics.median(w.duration_s for w in windows),
         inferences_per_window=inferences,
         idle_power_w=idle.power_w,
+        idle_measured_at=idle.measured_at,
         idle_subtracted=protocol.subtract_idle,
         latency_s=statistics.median(w.duration_s / batches for w in windows),
         latency_method=LATENCY_METHOD,
@@ -246,7 +298,8 @@ def run_protocol(
     batches, per_batch = plan_batches(model, batch, target, protocol.min_inferences, clock, sync)
     replans = 0
     while True:
-        windows = measure_windows(sensor, model, batch, batches, protocol.repeats, clock, sync)
+        windows = measure_windows(sensor, model, batch, batches, protocol.repeats, clock, sync,
+                                  stuck_after_s=MIN_UPDATES_PER_WINDOW * idle.update_period_s)
         shortest = min(w.duration_s for w in windows)
         if shortest >= target or shortest <= 0 or replans == MAX_REPLANS:
             break
@@ -258,117 +311,7 @@ def run_protocol(
     return replace(record, protocol={**record.protocol, "replanned": replans})
 
 
-class SensorMeter(Meter):
-    """Base of the meters that read a hardware sensor: the protocol, idle baseline and lock.
-
-    Subclasses implement `open_sensor` (and `probe`). Nothing touches hardware before the first
-    measurement; `clock` and `sleep` are injectable so tests can drive a fake device in fake time.
-    """
-
-    lock_timeout_s: float | None = None  # wait for another measurer as long as it takes
-    idle_poll_s: float = IDLE_POLL_S
-
-    def __init__(self, profile: HardwareProfile, *, clock: Clock | None = None, sleep: Sleep | None = None) -> None:
-        super().__init__(profile)
-        self.clock: Clock = clock or time.perf_counter
-        self.sleep: Sleep = sleep or time.sleep
-        self._sensor: Sensor | None = None
-        self._idle: IdleBaseline | None = None
-        self._lock: DeviceLock | None = None
-        self._window: tuple[float, float] | None = None
-
-    # ------------------------------------------------------------------ hooks for backends
-    def open_sensor(self) -> Sensor:
-        """Open the hardware sensor (MeterUnavailable with the reason when it cannot)."""
-        raise NotImplementedError
-
-    def synchronize(self, device: torch.device | None = None) -> None:
-        """Wait until work queued on `device` (default: the meter's) has finished."""
-        device = device if device is not None else torch.device(self.torch_device)
-        # CUDA that was never initialised has no queued work (and may not exist: fake devices)
-        if device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.synchronize(device)
-
-    # ------------------------------------------------------------------ shared machinery
-    @property
-    def sensor(self) -> Sensor:
-        """The open sensor, opened on first use."""
-        if self._sensor is None:
-            self._sensor = self.open_sensor()
-        return self._sensor
-
-    def device_lock(self) -> AbstractContextManager[object]:
-        """The lock that serialises measurements on this sensor's device across processes."""
-        if self._lock is None:
-            self._lock = DeviceLock(self.sensor.lock_key, timeout_s=self.lock_timeout_s)
-        return self._lock
-
-    @property
-    def idle(self) -> IdleBaseline | None:
-        """The stored idle baseline, or None before the first measurement."""
-        return self._idle
-
-    def idle_baseline(self) -> IdleBaseline:
-        """The idle baseline, measured on first use (device idle, under the device lock)."""
-        if self._idle is None:
-            with self.device_lock():
-                self.synchronize()
-                self._idle = measure_idle(
-                    self.sensor, self.profile.protocol.idle_window_s, self.clock, self.sleep, self.idle_poll_s
-                )
-        return self._idle
-
-    def measure_inference(self, workload: Workload) -> EnergyRecord:
-        """Measure `workload` with the profile's protocol, holding the device lock; the idle baseline
-        is measured on first use. Returns the full EnergyRecord (per inference, in J).
-        """
-        device = workload.batch.device
-        started = self.clock()
-        with self.device_lock():
-            fresh = self._idle is None
-            idle = self.idle_baseline()
-            return run_protocol(
-                self.sensor, workload, self.profile.protocol, idle, self.clock,
-                lambda: self.synchronize(device), started=started, idle_measured_now=fresh,
-            )
-
-    def begin_window(self) -> None:
-        """Start a window of arbitrary work; the device lock is held until `end_window`."""
-        if self._window is not None:
-            raise RuntimeError("begin_window called twice without end_window")
-        lock = self.device_lock()
-        lock.__enter__()
-        try:
-            self.synchronize()
-            self._window = (self.clock(), self.sensor.read_j())
-        except BaseException:
-            lock.__exit__(None, None, None)
-            raise
-
-    def end_window(self, work: WindowWork | None = None) -> Reading:
-        """End the window: its gross energy, and the net one when the idle baseline is known."""
-        if self._window is None:
-            raise RuntimeError("end_window called without begin_window")
-        t0, e0 = self._window
-        try:
-            self.synchronize()
-            e1 = self.sensor.read_j()
-            t1 = self.clock()
-        finally:
-            self._window = None
-            self.device_lock().__exit__(None, None, None)
-        energy, duration = e1 - e0, t1 - t0
-        idle_w = self._idle.power_w if self._idle is not None else None
-        return Reading(
-            energy_j=energy,
-            duration_s=duration,
-            method=self.sensor.method,
-            net_energy_j=energy - idle_w * duration if idle_w is not None else None,
-            idle_power_w=idle_w,
-        )
-
-    def close(self) -> None:
-        """Close the sensor, if open."""
-        if self._sensor is not None:
-            self._sensor.close()
-            self._sensor = None
+__all__ = [
+    "IDLE_POLL_S", "MIN_UPDATES_PER_WINDOW", "Clock", "IdleBaseline", "Sensor", "Sleep", "Window", "measure_idle",
+    "measure_windows", "plan_batches", "run_batches", "run_protocol", "summarise", "target_window_s",
+]

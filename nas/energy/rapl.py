@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.energy.base import Probe
-from nas.energy.protocol import Clock, Sensor, SensorMeter, Sleep
+from nas.energy.guards import Clock, Sleep, stuck
+from nas.energy.protocol import Sensor
+from nas.energy.sensor_meter import SensorMeter
 from nas.errors import MeterUnavailable
 from nas.hardware import HardwareProfile
 
@@ -150,6 +152,7 @@ class RaplSensor(Sensor):
     def __init__(self, root: Path, device_name: str, poll_s: float = MAX_POLL_S, start_thread: bool = True) -> None:
         self.root = root
         self.zones = find_packages(root)
+        self.source = ", ".join(str(z.energy_file) for z in self.zones)
         self.device_name = f"{device_name} ({len(self.zones)} package(s))"
         self.driver_version = f"Linux {platform.release()} powercap"
         self.api = f"powercap sysfs {root}/intel-rapl:N/energy_uj (uJ), {len(self.zones)} package(s) summed"
@@ -223,14 +226,17 @@ class RaplMeter(SensorMeter):
 
     @classmethod
     def probe(cls, profile: HardwareProfile) -> Probe:
-        """Whether RAPL package counters are readable here (cached per root and profile)."""
+        """Whether RAPL package counters are readable and move here (cached per root and profile)."""
         root = powercap_root()
         key = (str(root), profile.device_match)
         if key not in cls._probes:
             try:
                 check_device(profile, cpu_model())
-                for zone in find_packages(root):
-                    _read_int(zone.energy_file)
+                zones = find_packages(root)
+                moved, reads, watched = cls.watch(lambda: tuple(_read_int(z.energy_file) for z in zones))
+                if not moved:
+                    raise stuck("measured:rapl", cpu_model(), ", ".join(str(z.energy_file) for z in zones),
+                                "the probe", watched, reads)
                 cls._probes[key] = Probe(True)
             except MeterUnavailable as e:
                 cls._probes[key] = Probe(False, str(e))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from nas.models.family import ParamSpec
 from nas.models.registry import ACTIVATIONS, register_block
 
 ACTIVATIONS.update(
@@ -84,3 +85,9 @@ def inverted_residual(
 ) -> nn.Module:
     """The `inverted_residual` block: MobileNetV2's expand (1x1), depthwise (k x k), project (1x1)."""
     return InvertedResidual(in_ch, out_ch, kernel, stride, act, expansion)
+
+
+def activation_spec(required: bool = True) -> ParamSpec:
+    """The `activation` parameter of a family: a name from the ACTIVATIONS registry."""
+    return ParamSpec("activation", required=required, values="name", choices=lambda: sorted(ACTIVATIONS),
+                     doc="activation function (" + ", ".join(sorted(ACTIVATIONS)) + ")")

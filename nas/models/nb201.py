@@ -38,16 +38,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.architecture import DESCRIBERS, Architecture
+from nas.architecture import Architecture
 from nas.errors import ConfigError
-from nas.models.registry import PARAM_CHOICES, register_family
+from nas.models.family import PRECISION, Family, GroupSpec, ParamSpec
+from nas.models.registry import register_family
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")  # the cell string's order
 STEM_CHANNELS = 16  # NAS-Bench-201's C
 CELLS_PER_STAGE = 5  # NAS-Bench-201's N
-
-PARAM_CHOICES.update({edge: OPS for edge in EDGES})
 
 
 # ----------------------------------------------------------------------------- cell strings
@@ -124,9 +123,6 @@ def describe(arch: Architecture) -> str:
     n = "" if len(arch.units) == CELLS_PER_STAGE else f" N={len(arch.units)}"
     extra = f" {arch.params['precision']}" if "precision" in arch.params else ""
     return f"nb201{cell_of(arch)}{n}{extra}"
-
-
-DESCRIBERS["nb201"] = describe
 
 
 def _edge_index(i: int, j: int) -> int:
@@ -262,23 +258,31 @@ class NB201Network(nn.Module):
         return self.classifier(out.flatten(1))
 
 
-@register_family(
-    "nb201",
-    unit="cells",
-    required=set(EDGES),
-    optional={"precision"},
-    unit_required=set(),
-    unit_optional=set(),
-)
-def build_nb201(arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The NAS-Bench-201 network of `arch` for inputs (C, H, W); N = len(arch.units) cells per stage.
+@register_family("nb201")
+class NB201(Family):
+    """NAS-Bench-201's cell space: six edges, each one of five operations, in the benchmark's skeleton."""
 
-    Raises ConfigError when an edge is missing or names an unknown operation.
-    """
-    ops = parse_cell(cell_of(arch))
-    if len(arch.units) < 1:
-        raise ConfigError("nb201 genotype: field 'units': expected at least one cell per stage")
-    return NB201Network(ops, int(input_shape[0]), num_classes, cells_per_stage=len(arch.units))
+    description = "NAS-Bench-201 cell (6 edges x 5 operations) in the benchmark's 3-stage skeleton"
+    params = (
+        *(ParamSpec(edge, required=True, values="name", choices=lambda: OPS,
+                    doc=f"operation on edge {edge} ({', '.join(OPS)})") for edge in EDGES),
+        PRECISION,
+    )
+    unit = GroupSpec("cells", (), doc="cells per stage (NAS-Bench-201's N = count); one cell shared by all")
+
+    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        """The NAS-Bench-201 network of `arch` for inputs (C, H, W); N = len(arch.units) cells per stage.
+
+        Raises ConfigError when an edge is missing or names an unknown operation.
+        """
+        ops = parse_cell(cell_of(arch))
+        if len(arch.units) < 1:
+            raise ConfigError("nb201 genotype: field 'units': expected at least one cell per stage")
+        return NB201Network(ops, int(input_shape[0]), num_classes, cells_per_stage=len(arch.units))
+
+    def label(self, arch: Architecture) -> str:
+        """The cell string, e.g. `nb201|nor_conv_3x3~0|+|...|` (see `describe`)."""
+        return describe(arch)
 
 
 __all__ = [
@@ -289,7 +293,7 @@ __all__ = [
     "NB201Network",
     "ResNetBasicBlock",
     "architecture_from_cell",
-    "build_nb201",
+    "NB201",
     "cell_of",
     "format_cell",
     "parse_cell",

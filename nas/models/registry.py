@@ -1,41 +1,35 @@
 """Registries of blocks, activations and model families.
 
-Blocks and families register themselves with decorators; lookups of unknown names fail fast and
-list the valid ones. Family schemas are data: which parameters a space of that family must and may
-declare, globally and per repeated unit.
+Blocks and families register themselves with decorators (timm's habit); lookups of unknown names
+fail fast and list the valid ones. Families from installed packages (entry point group
+`energy_nas.families`, see nas/plugins.py) are loaded the first time a name is missing or the
+list of families is asked for. This module never imports torch.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from nas.errors import ConfigError
 from nas.hardware import PRECISIONS  # noqa: F401  (re-exported: the formats models can run in)
-from nas.registry import lookup  # noqa: F401  (re-exported: the families' modules use it)
+from nas.models.family import Family
+from nas.plugins import FAMILIES_GROUP, load_group
+from nas.registry import lookup
 
 BLOCKS: dict[str, Callable[..., Any]] = {}
-FAMILIES: dict[str, FamilySchema] = {}
+FAMILIES: dict[str, Family] = {}
 ACTIVATIONS: dict[str, Callable[[], Any]] = {}
-# parameters whose values are names a family defines (e.g. nb201's edges -> its operations)
-PARAM_CHOICES: dict[str, tuple[str, ...]] = {}
 
-
-@dataclass(frozen=True)
-class FamilySchema:
-    """What a search space of one family declares, and the function that builds its models."""
-
-    name: str
-    unit: str  # the name of the repeated group in the YAML: "layers" or "stages"
-    required: frozenset[str]
-    optional: frozenset[str]
-    unit_required: frozenset[str]
-    unit_optional: frozenset[str]
-    build: Callable[..., Any]
+_BUILTIN_LOADED = False
 
 
 def register_block(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a block factory `fn(in_ch, out_ch, kernel, stride, act, ...)` as `name`."""
+    """Decorator: register a block factory (in_ch, out_ch, kernel, stride, act, expansion) -> module."""
+
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         BLOCKS[name] = fn
         return fn
@@ -43,39 +37,76 @@ def register_block(name: str) -> Callable[[Callable[..., Any]], Callable[..., An
     return deco
 
 
-def register_family(
-    name: str,
-    *,
-    unit: str,
-    required: set[str],
-    optional: set[str],
-    unit_required: set[str],
-    unit_optional: set[str],
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a model family's builder with the parameter names its genotype must and
-    may hold (top-level and per unit); the space loader checks documents against them.
+def register_family(name: str) -> Callable[[type[Family]], type[Family]]:
+    """Decorator: register a `Family` subclass under `name` (one instance is kept).
+
+    Registering a name twice warns and keeps the newer family (timm's habit), so a plugin can
+    override a built-in family on purpose and notice when it does so by accident.
     """
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        FAMILIES[name] = FamilySchema(
-            name,
-            unit,
-            frozenset(required),
-            frozenset(optional),
-            frozenset(unit_required),
-            frozenset(unit_optional),
-            fn,
-        )
-        return fn
+
+    def deco(cls: type[Family]) -> type[Family]:
+        _add_family(name, cls)
+        return cls
 
     return deco
 
 
-def valid_choices(param: str) -> tuple[str, ...] | None:
-    """For parameters whose values are names from a registry, the valid names."""
-    if param == "block":
-        return tuple(sorted(BLOCKS))
-    if param == "activation":
-        return tuple(sorted(ACTIVATIONS))
-    if param == "precision":
-        return PRECISIONS
-    return PARAM_CHOICES.get(param)
+def _add_family(name: str, obj: Any) -> None:
+    instance = obj() if isinstance(obj, type) else obj
+    if not isinstance(instance, Family):
+        raise ConfigError(f"family {name!r}: {obj!r} is not a nas.models.Family")
+    if name in FAMILIES and type(FAMILIES[name]) is not type(instance):
+        warnings.warn(
+            f"family {name!r} registered twice; the later registration wins", stacklevel=3
+        )
+    instance.name = name
+    FAMILIES[name] = instance
+
+
+def _register_entry_point(name: str, obj: Any) -> None:
+    """An entry point names a module (it registers itself) or a Family class / instance."""
+    if isinstance(obj, Family) or (isinstance(obj, type) and issubclass(obj, Family)):
+        if name not in FAMILIES or type(FAMILIES[name]) is not (
+            obj if isinstance(obj, type) else type(obj)
+        ):
+            _add_family(name, obj)
+    elif name not in FAMILIES:
+        raise ConfigError(
+            f"entry point {FAMILIES_GROUP}:{name} loaded, but registered no family {name!r} "
+            f"(registered: {', '.join(sorted(FAMILIES)) or 'none'})"
+        )
+
+
+def load_builtin_families() -> None:
+    """Import every module of nas.models once, so each built-in family registers itself.
+
+    Adding a family means adding its module here and a YAML space; no list to edit.
+    """
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
+        return
+    _BUILTIN_LOADED = True
+    import nas.models as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"nas.models.{info.name}")
+
+
+def load_plugin_families() -> None:
+    """Load families from installed packages' `energy_nas.families` entry points (once)."""
+    load_builtin_families()
+    load_group(FAMILIES_GROUP, _register_entry_point)
+
+
+def get_family(name: str) -> Family:
+    """The registered family `name`; ConfigError listing the valid names when there is none."""
+    if name not in FAMILIES:
+        load_plugin_families()
+    return lookup(FAMILIES, "family", name)
+
+
+def family_names() -> tuple[str, ...]:
+    """Every registered family, plugins included, sorted."""
+    load_plugin_families()
+    return tuple(sorted(FAMILIES))

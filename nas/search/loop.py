@@ -23,6 +23,7 @@ from nas.pareto import TrialRecord, pareto_front
 from nas.runs import RunFolder, trial_records, write_front, write_json
 from nas.search.context import SearchContext
 from nas.search.objective import TableObjective, TrialObjective, quiet_optuna
+from nas.search.reuse import DUPLICATE_ATTR
 from nas.search.settings import make_sampler
 from nas.search.stopping import StopAtTarget, StopOnFailures, run_trials
 from nas.search.study import failure_reasons, recover_lost_trials, sampler_seed
@@ -63,7 +64,7 @@ class Progress:
             self._postfix()
 
     def _add(self, r: TrialRecord) -> None:
-        if not r.feasible:
+        if not r.feasible or DUPLICATE_ATTR in r.attrs:  # a reused repeat is not another network
             return
         v = tuple(-r.values[o.name] if o.direction == "maximize" else r.values[o.name] for o in self.ctx.objectives)
         if v in self.front:
@@ -74,7 +75,7 @@ class Progress:
 
     @property
     def front_size(self) -> int:
-        """Feasible complete trials on the front so far, ties counted each."""
+        """Feasible complete trials on the front so far, ties counted each (reused repeats not)."""
         return sum(self.front.values())
 
     def _postfix(self) -> None:
@@ -92,6 +93,7 @@ class Progress:
                 accuracy=trial.values[0], test_accuracy=None,
                 energy_per_inference_j=trial.values[1], energy_method="", latency_s=None,
                 params=0, macs=0, architecture={}, feasible=all(c <= 0 for c in trial.constraints.values()),
+                attrs={DUPLICATE_ATTR: True} if DUPLICATE_ATTR in trial.user_attrs else {},
             )
             self._add(rec)
             self._postfix()
@@ -124,7 +126,7 @@ def optimize(
     before = len(study.get_trials(deepcopy=False))
     recover_lost_trials(study, ctx.host)
     # a resumed search must not replay the first run's random draws, nor two workers the same ones
-    study.sampler = make_sampler(s.sampler, sampler_seed(s.seed, before, worker_index))
+    study.sampler = make_sampler(s.sampler, sampler_seed(s.seed, before, worker_index), ctx)
     progress = Progress(ctx, study, s.progress)
     t0 = time.perf_counter()
     interrupted = False

@@ -18,11 +18,14 @@ import torch
 from nas.artifacts import WEIGHTS_ATTR, save_trial_weights
 from nas.budget import Budget, EarlyStopRule
 from nas.compress import prune
-from nas.deploy import CALIBRATION_SAMPLES, deploy, measure_on
+from nas.deploy import CALIBRATION_SAMPLES, candidate_payload, deploy, inference_batch, measure_on
+from nas.energy import EnergyRecord
 from nas.energy.estimate import EstimateMeter
 from nas.errors import ConfigError, NasError, TrialFault
-from nas.models import ModelStats, build_model, model_stats
+from nas.models import ModelStats, architecture_label, build_model, model_stats
+from nas.remote import STATE_ATTR, MeasureQueue, queue_for
 from nas.search.context import SearchContext
+from nas.search.reuse import reuse
 from nas.space import sample
 from nas.tabular import Table
 from nas.train import TrainConfig, TrainResult, accuracy, add_work, train, training_work
@@ -40,6 +43,7 @@ class TrialObjective:
         self.budget = Budget(s.energy_budget_j, s.latency_budget_s)
         self.rule = EarlyStopRule(s.early_stop_k)
         self.model: torch.nn.Module | None = None
+        self._queue: MeasureQueue | None = None  # opened on the first remote measurement
 
     def _over_budget(
         self, trial: optuna.Trial, attrs: dict[str, Any], full_stats: ModelStats, phases: dict[str, float],
@@ -59,6 +63,28 @@ class TrialObjective:
         values = {"accuracy": 0.0, "energy": attrs["energy_per_inference_j"], "latency": attrs["latency_s"],
                   "params": float(attrs["params"])}
         return tuple(values[o.name] for o in ctx.objectives)
+
+    def _measure_remote(self, trial: optuna.Trial, payload: dict[str, Any]) -> tuple[EnergyRecord, dict[str, Any]]:
+        """Queue the candidate for `nas worker --measure-only` and wait for its record (nas.remote).
+
+        Returns the record and who measured it (host, measurer, device, runtime, sensor). Raises
+        TrialFault('measure_timeout') when none arrives within the settings' measure_timeout_s,
+        TrialFault('measure_failed') when the measurer could not deploy the candidate.
+        """
+        if self._queue is None:
+            self._queue = queue_for(trial.study._storage)
+        self._queue.request(trial.study.study_name, trial._trial_id, trial.number, payload)
+        set_user_attrs(trial, {STATE_ATTR: "waiting", "architecture": payload["architecture"], "seed": payload["seed"]})
+        try:
+            result = self._queue.wait(trial._trial_id, self.ctx.settings.measure_timeout_s)
+        except TrialFault as e:
+            trial.set_user_attr(STATE_ATTR, e.reason)
+            raise
+        except KeyboardInterrupt:  # the search is stopping: no measurer should start this one
+            self._queue.withdraw(trial._trial_id, "the trainer was interrupted")
+            raise
+        trial.set_user_attr(STATE_ATTR, "done")
+        return EnergyRecord.from_dict(result["energy"]), {k: result[k] for k in ("host", "measurer", "device", "runtime", "sensor")}
 
     def _early_stop_hook(self, energy_j: float, history: list[float]) -> Callable[[int, torch.nn.Module], bool]:
         finished = [
@@ -88,6 +114,8 @@ class TrialObjective:
         except TrialFault as e:
             trial.set_user_attr("fail_reason", e.reason)
             trial.set_user_attr("fail_message", str(e))
+            for key, value in e.attrs.items():  # e.g. the raw record of an implausible measurement
+                trial.set_user_attr(key, value)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
@@ -121,31 +149,46 @@ class TrialObjective:
 
         arch = sample(trial, ctx.space)
         lap("sample")
+        reused = reuse(trial, [o.name for o in ctx.objectives])  # evaluated before: not trained again
+        if reused is not None:
+            return reused
         seed = self.fixed_seed if self.fixed_seed is not None else s.seed * 1_000_003 + trial.number
         torch.manual_seed(seed)
         model = build_model(arch, ctx.data.input_shape, ctx.data.num_classes)
         precision = str(arch.params.get("precision", ctx.profile.precision))
         prune_ratio = float(arch.params.get("prune_ratio", 0.0))
         full_stats = model_stats(model, ctx.data.input_shape)
+        calibration = ctx.data.x_train[:CALIBRATION_SAMPLES]
         # Measure first: the deployed form's shape (pruned, at its precision) is known before
         # training, and a dense model's inference energy does not depend on its weights' values.
         # (It would for sparse kernels or data-dependent early exits, which we do not build.)
-        calibration = ctx.data.x_train[:CALIBRATION_SAMPLES]
-        deployment = deploy(
-            model, precision, calibration, ctx.device, input_shape=ctx.data.input_shape, family=arch.family,
-            prune_ratio=prune_ratio, stats=None if prune_ratio else full_stats,
-        )
-        stats = deployment.stats
-        lap("build")
-        record = measure_on(ctx.meter, deployment, ctx.data, ctx.profile)
+        # It runs in the profile's runtime, measured here or by `nas worker --measure-only` on the
+        # target device (nas.remote), which rebuilds it from the same genotype and seed.
+        measured_by: dict[str, Any] | None = None
+        if s.measure_remote:
+            stats = model_stats(prune(model, arch.family, prune_ratio), ctx.data.input_shape) if prune_ratio else full_stats
+            lap("build")
+            record, measured_by = self._measure_remote(trial, candidate_payload(arch.to_dict(), seed, precision, prune_ratio))
+        else:
+            deployment = deploy(
+                model, precision, calibration, ctx.device, input_shape=ctx.data.input_shape, family=arch.family,
+                prune_ratio=prune_ratio, stats=None if prune_ratio else full_stats, runtime=ctx.profile.runtime,
+                threads=s.threads, example=inference_batch(ctx.data, ctx.profile.batch_size, torch.device("cpu")),
+                run_in_runtime=ctx.meter.runs_workload,
+            )
+            stats = deployment.stats
+            lap("build")
+            record = measure_on(ctx.meter, deployment, ctx.data, ctx.profile)
         lap("measure")
         base_attrs = {
-            "architecture": arch.to_dict(), "arch": arch.describe(), "params": stats.params, "macs": stats.macs,
+            "architecture": arch.to_dict(), "arch": architecture_label(arch), "params": stats.params, "macs": stats.macs,
             "precision": precision, "prune_ratio": prune_ratio,
             "energy_per_inference_j": record.energy_per_inference_j, "energy_method": record.method,
             "latency_s": record.latency_s, "energy": record.to_dict(), "seed": seed, "host": ctx.host,
-            "device": record.device_name,
+            "device": record.device_name, "runtime": record.runtime.get("name"),
         }
+        if measured_by is not None:
+            base_attrs["measured_by"] = measured_by
         if prune_ratio:
             base_attrs.update(params_before_pruning=full_stats.params, macs_before_pruning=full_stats.macs)
         violations = self.budget.violations(record.energy_per_inference_j, record.latency_s)
@@ -157,18 +200,19 @@ class TrialObjective:
         finetune = max(1, s.epochs // 3) if prune_ratio and s.epochs >= 2 else 0
         history: list[float] = []
         on_epoch = self._early_stop_hook(record.energy_per_inference_j, history) if s.early_stop else None
-        ctx.meter.begin_window()
-        result = train(model, ctx.data, TrainConfig(s.epochs - finetune, s.batch_size, s.lr, seed), ctx.device, on_epoch)
+        meter = ctx.training_meter()
+        meter.begin_window()
+        result = train(model, ctx.data, TrainConfig(s.epochs - finetune, s.batch_size, s.lr, seed), ctx.train_device, on_epoch)
         work = training_work(full_stats, result, s.batch_size)
         if prune_ratio:
             model = prune(model, arch.family, prune_ratio)
-            tuned = train(model, ctx.data, TrainConfig(finetune, s.batch_size, s.lr, seed + 1), ctx.device) if finetune else None
+            tuned = train(model, ctx.data, TrainConfig(finetune, s.batch_size, s.lr, seed + 1), ctx.train_device) if finetune else None
             if tuned is not None:
                 work = add_work(work, training_work(stats, tuned, s.batch_size))
                 result = replace(result, epochs_done=result.epochs_done + tuned.epochs_done,
                                  samples_seen=result.samples_seen + tuned.samples_seen,
                                  final_loss=tuned.final_loss, duration_s=result.duration_s + tuned.duration_s)
-        reading = ctx.meter.end_window(work)
+        reading = meter.end_window(work)
         lap("train")
         deployed = deploy(model, precision, calibration, ctx.device, input_shape=ctx.data.input_shape, stats=stats).model
         val_acc = accuracy(deployed, ctx.data.x_val, ctx.data.y_val)
@@ -192,6 +236,7 @@ class TrialObjective:
                 "net_energy_j": reading.net_energy_j,
                 "idle_power_w": reading.idle_power_w,
                 "duration_s": result.duration_s,
+                "device": str(ctx.train_device),
                 "epochs": result.epochs_done,
                 "samples": result.samples_seen,
                 "final_loss": result.final_loss,
@@ -224,6 +269,9 @@ class TableObjective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         """Sample the trial's parameters and return the table's values for them (RunError if absent)."""
         sample(trial, self.ctx.space)
+        reused = reuse(trial, self.names)  # as a search would: the duplicate is not trained again
+        if reused is not None:
+            return reused
         row = self.table.lookup(trial.params)
         attrs = {k: v for k, v in row["user_attrs"].items() if k not in ("phases_s", "host")}
         set_user_attrs(trial, {**attrs, "replayed": True})

@@ -26,8 +26,31 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 }
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """The sampler `name` seeded with `seed`; ConfigError listing the valid names if unknown."""
+# Samplers built from the search's context (space, objectives, cheap energy function), by name ->
+# "module:function(ctx, seed)"; imported only when chosen, so this module stays a leaf.
+CONTEXT_SAMPLERS: dict[str, str] = {
+    "measure-first": "nas.search.candidates:search_sampler",
+}
+
+
+def sampler_names() -> list[str]:
+    """Every valid `--sampler` value."""
+    return [*SAMPLERS, *CONTEXT_SAMPLERS]
+
+
+def make_sampler(name: str, seed: int, ctx: object | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler `name` seeded with `seed`; ConfigError listing the valid names if unknown.
+
+    A context sampler (CONTEXT_SAMPLERS) needs the search context `ctx`; without one (a study
+    opened only to read or to join it before the context is known) a RandomSampler stands in.
+    """
+    if name in CONTEXT_SAMPLERS:
+        if ctx is None:
+            return optuna.samplers.RandomSampler(seed=seed)
+        import importlib
+
+        module, function = CONTEXT_SAMPLERS[name].split(":")
+        return getattr(importlib.import_module(module), function)(ctx, seed)
     return lookup(SAMPLERS, "sampler", name)(seed)
 
 
@@ -48,7 +71,10 @@ class SearchSettings:
     trials: int = option(20, "--trials", "Complete trials the study should reach in total.")
     timeout_s: float | None = option(None, "--timeout", "Stop after this many seconds.")
     epochs: int = option(3, "--epochs", "Training epochs per candidate.")
-    sampler: str = option("tpe", "--sampler", "Optuna sampler: " + ", ".join(SAMPLERS) + ".")
+    sampler: str = option(
+        "tpe", "--sampler",
+        "Sampler: " + ", ".join(sampler_names()) + " (measure-first: energy known before training; docs/benchmarks.md).",
+    )
     objectives: tuple[str, ...] = option(
         ("accuracy", "energy"), "--objectives", "Comma list; accuracy and energy always, plus latency and/or params."
     )
@@ -82,6 +108,17 @@ class SearchSettings:
     share_device: bool = option(
         False, "--share-device", "Allow more workers than measured devices (their loads then mix in each other's readings)."
     )
+    train_device: str = option(
+        "auto", "--train-device",
+        "Where candidates train: cpu, cuda, or auto (CUDA where present); independent of the profile's measured device.",
+    )
+    measure_remote: bool = option(
+        False, "--measure-remote",
+        "Leave measuring to `nas worker --measure-only` on the target device (trainers and measurers share --storage).",
+    )
+    measure_timeout_s: float = option(
+        600.0, "--measure-timeout", "With --measure-remote: fail a candidate whose measurement has not arrived after this many seconds."
+    )
 
     def validate(self) -> None:
         """Raise ConfigError for the first value out of range, naming its command-line flag."""
@@ -95,13 +132,17 @@ class SearchSettings:
             raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
         if self.workers < 1:
             raise ConfigError(f"--workers: expected an integer >= 1, got {self.workers}")
-        if self.sampler not in SAMPLERS:
-            raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(SAMPLERS)})")
+        if self.sampler not in SAMPLERS and self.sampler not in CONTEXT_SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(sampler_names())})")
         for flag, value in (("--energy-budget", self.energy_budget_j), ("--latency-budget", self.latency_budget_s)):
             if value is not None and not value > 0:
                 raise ConfigError(f"{flag}: expected a number > 0, got {value}")
         if self.early_stop_k < 1:
             raise ConfigError(f"--early-stop-k: expected an integer >= 1, got {self.early_stop_k}")
+        if self.train_device not in TRAIN_DEVICES:
+            raise ConfigError(f"--train-device: expected one of {', '.join(TRAIN_DEVICES)}, got {self.train_device!r}")
+        if not self.measure_timeout_s > 0:
+            raise ConfigError(f"--measure-timeout: expected seconds > 0, got {self.measure_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -124,15 +165,48 @@ class WorkerSettings:
     timeout_s: float | None = option(None, "--timeout", "Stop after this many seconds.")
     # where trained weights are kept (the run folder's, for local workers)
     artifact_dir: str | None = option(None, "--artifact-dir", "Keep trained weights here.")
+    train_device: str | None = option(
+        None, "--train-device", "Where this worker trains: cpu, cuda or auto (default: the study's, resolved here)."
+    )
+    # `nas worker --measure-only` (nas.measurer): measure for trainers elsewhere, train nothing
+    measure_only: bool = option(
+        False, "--measure-only",
+        "Train nothing: measure the candidates that trainers of a --measure-remote study queue, with this "
+        "machine's sensor in the profile's runtime.",
+    )
+    allow_estimate: bool = option(
+        False, "--allow-estimate", "With --measure-only: where the sensor is absent, estimate (labelled 'estimated')."
+    )
+    claim_grace_s: float | None = option(
+        None, "--claim-grace",
+        "With --measure-only: take over another measurer's claim after this many seconds without its heartbeat (default 60).",
+    )
 
     def validate(self) -> None:
-        """Raise ConfigError for the first value out of range, naming its command-line flag."""
+        """Raise ConfigError for the first value out of range, naming its command-line flag, and for
+        options of the other kind of worker (training options with --measure-only, and back)."""
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials: expected an integer >= 1, got {self.trials}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
+        if self.train_device is not None and self.train_device not in TRAIN_DEVICES:
+            raise ConfigError(f"--train-device: expected one of {', '.join(TRAIN_DEVICES)}, got {self.train_device!r}")
+        if self.claim_grace_s is not None and not self.claim_grace_s > 0:
+            raise ConfigError(f"--claim-grace: expected seconds > 0, got {self.claim_grace_s}")
+        if self.measure_only:
+            for flag, name in (("--trials", "trials"), ("--artifact-dir", "artifact_dir"),
+                               ("--train-device", "train_device"), ("--worker-index", "worker_index")):
+                if getattr(self, name) is not None:
+                    raise ConfigError(f"{flag} does not apply to --measure-only (a measurer trains nothing)")
+        else:
+            for flag, value in (("--allow-estimate", self.allow_estimate or None), ("--claim-grace", self.claim_grace_s)):
+                if value is not None:
+                    raise ConfigError(f"{flag} only applies to --measure-only")
+
+
+TRAIN_DEVICES = ("cpu", "cuda", "auto")  # --train-device values
 
 
 # The settings that define what a trial's numbers mean: a study resumed with different values
@@ -166,4 +240,7 @@ def search_arguments(stored: Mapping[str, Any]) -> list[str]:
     return args
 
 
-__all__ = ["FINGERPRINT", "NOT_REPRODUCED", "SAMPLERS", "SearchSettings", "WorkerSettings", "make_sampler", "search_arguments"]
+__all__ = [
+    "CONTEXT_SAMPLERS", "FINGERPRINT", "NOT_REPRODUCED", "SAMPLERS", "TRAIN_DEVICES", "SearchSettings", "WorkerSettings",
+    "make_sampler", "sampler_names", "search_arguments",
+]

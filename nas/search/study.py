@@ -38,7 +38,7 @@ def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorag
             study.set_user_attr(SETTINGS_ATTR, resolved)  # last: its presence marks a complete study
 
     study = storage_create_or_load(
-        storage, name, [o.direction for o in ctx.objectives], make_sampler(ctx.settings.sampler, ctx.settings.seed), init
+        storage, name, [o.direction for o in ctx.objectives], make_sampler(ctx.settings.sampler, ctx.settings.seed, ctx), init
     )
     stored = study.user_attrs.get(SETTINGS_ATTR)
     for key in FINGERPRINT:

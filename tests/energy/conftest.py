@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from energy_fakes import FakeGpu, FakeNvml, FakePowercap
+from energy_fakes import FakeDevice, FakeGpu, FakeNvml, FakePowercap
 
 from nas.energy.nvml import NvmlMeter
 from nas.energy.rapl import RaplMeter
@@ -21,6 +21,10 @@ def fake_nvml(monkeypatch, tmp_path):
     def install(gpus: list[FakeGpu] | None = None, init_error: str | None = None) -> FakeNvml:
         fake = FakeNvml(gpus if gpus is not None else [FakeGpu()], init_error)
         monkeypatch.setitem(sys.modules, "pynvml", fake.module)
+        # the probe watches the counters move in the fake GPUs' time
+        devices = [g.device for g in fake.gpus] or [FakeDevice()]
+        monkeypatch.setattr(NvmlMeter, "probe_clock", staticmethod(devices[0].clock))
+        monkeypatch.setattr(NvmlMeter, "probe_sleep", staticmethod(lambda s: [d.sleep(s) for d in devices]))
         NvmlMeter.clear_probe_cache()
         return fake
 
@@ -34,9 +38,12 @@ def powercap(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
     RaplMeter.clear_probe_cache()
 
-    def build(**kw) -> FakePowercap:
+    def build(live: bool = True, **kw) -> FakePowercap:
+        """`live`: the counters move while a probe watches them (1 mJ per probe poll)."""
         tree = FakePowercap(tmp_path / "powercap", **kw)
         monkeypatch.setenv("NAS_POWERCAP_ROOT", str(tree.root))
+        if live:
+            monkeypatch.setattr(RaplMeter, "probe_sleep", staticmethod(lambda s: tree.bump(1000)))
         RaplMeter.clear_probe_cache()
         return tree
 

@@ -180,7 +180,66 @@ class FakePowercap:
         tmp.write_text(f"{energy_uj % self.max_range_uj}\n")
         os.replace(tmp, path)
 
+    def bump(self, energy_uj: int) -> None:
+        """Add `energy_uj` to every package counter (a live package between two reads)."""
+        n = 0
+        while (self.root / f"intel-rapl:{n}" / "name").exists():
+            path = self.root / f"intel-rapl:{n}" / "energy_uj"
+            if (self.root / f"intel-rapl:{n}" / "name").read_text().startswith("package"):
+                self.set(n, int(path.read_text()) + energy_uj)
+            n += 1
+
     def set_others(self, value: int) -> None:
         """Change every zone that must never be counted (sub-zones, mmio twin, psys)."""
         for d in self.others:
             (d / "energy_uj").write_text(f"{value}\n")
+
+
+class CpuTimeCounter:
+    """Drives a FakePowercap in real time like a CPU package: `idle_w` always, plus `busy_w` per
+    CPU-second this process burns (time.process_time). Inference windows burn CPU and idle polling
+    sleeps, so the net energy is positive, as on a real package. A context manager (a thread)."""
+
+    def __init__(self, tree: FakePowercap, idle_w: float = 2.0, busy_w: float = 20.0, period_s: float = 0.002) -> None:
+        import threading
+        import time
+
+        self.tree, self.idle_w, self.busy_w, self.period_s = tree, idle_w, busy_w, period_s
+        self._time, self._stop = time, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        t0, c0 = self._time.monotonic(), self._time.process_time()
+        while not self._stop.wait(self.period_s):
+            uj = round((self.idle_w * (self._time.monotonic() - t0) + self.busy_w * (self._time.process_time() - c0)) * 1e6)
+            self.tree.set(0, uj)
+
+    def __enter__(self) -> CpuTimeCounter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class PowerDevice(FakeDevice):
+    """A fake device whose energy integrates power over fake time: `idle_w` while sleeping (idle
+    polling) and `run_w` while a model ticks, plus the ticks' work. Changing either power applies
+    from then on (unlike FakeDevice, whose idle energy is idle_w x t for all time)."""
+
+    def __init__(self, idle_w: float = 64.0, run_w: float | None = None) -> None:
+        super().__init__(idle_w)
+        self.run_w = idle_w if run_w is None else run_w
+        self.acc_j = 0.0
+
+    def sleep(self, s: float) -> None:
+        self.acc_j += self.idle_w * s
+        super().sleep(s)
+
+    def tick(self, dt: float, work_j: float) -> None:
+        self.acc_j += self.run_w * dt
+        super().tick(dt, work_j)
+
+    def energy_j(self) -> float:
+        return self.acc_j + self.work_j

@@ -127,20 +127,42 @@ def test_training_window_gross_and_net(fake_nvml):
 def test_power_sampling_path_before_volta(fake_nvml):
     gpu = FakeGpu(name="Tesla P100-PCIE-16GB", arch=FakeNvml.ARCH_PASCAL)
     fake_nvml([gpu])
-    profile = short_profile()
-    meter = meter_for(gpu, profile=replace(profile, device_match="P100"))
-    record = meter.measure_inference(workload(TickingModel(gpu.device)))
+    model = TickingModel(gpu.device, lambda k: 0.0)  # the work shows in the power reading
+    # idle: 64 W drifting up 0.512 W/s; running: 16 W more. Linear between samples, so the trapezoid
+    # is exact, and whole mW at every fake time (all multiples of 1/512 s), so NVML's rounding is too
+    gpu.power_w = lambda t: 64.0 + 0.512 * t + (16.0 if model.calls else 0.0)
+    meter = NvmlMeter(replace(short_profile(), device_match="P100"), clock=gpu.device.clock,
+                      sleep=gpu.device.sleep, sample_s=1e9)  # no background samples: window edges only
+    meter.idle_poll_s = POLL_S
+    record = meter.measure_inference(workload(model))
     meter.close()
     # integrated power cannot show updates by polling: the nominal 0.1 s period is used, so a
-    # window lasts 10 x 0.1 s = 64 batches; the power reading is the constant 64 W idle draw
+    # window lasts 10 x 0.1 s = 64 batches; idle 0.25 s, then 2 warm-up and 1+2+4 probe batches
     assert record.method == "measured:nvml-power"
     assert "nvmlDeviceGetPowerUsage" in record.api
     assert record.protocol["batches_per_window"] == 64
-    assert [uj(w) for w in record.windows_j] == [uj(64 * TICK_S * 64.0)] * 3
-    assert uj(record.gross_energy_per_inference_j) == uj(64.0 / (64 * BATCH))
-    assert uj(record.net_energy_per_inference_j) == 0
+    starts = [0.25 + 9 * TICK_S + i for i in range(3)]
+    assert [uj(w) for w in record.windows_j] == [uj(80.0 + 0.512 * (t + 0.5)) for t in starts]
+    idle_w = 64.0 + 0.512 * 0.125
+    assert uj(record.idle_power_w) == uj(idle_w)
+    assert uj(record.net_energy_per_inference_j) == uj((80.0 + 0.512 * (starts[1] + 0.5) - idle_w) / (64 * BATCH))
     assert record.protocol["idle"]["update_period_method"] == "nominal"
     assert record.protocol["target_window_s"] == 1.0
+
+
+def test_frozen_power_reading_is_stuck_not_a_measurement(fake_nvml):
+    """Integrating a frozen power value gives a plausible energy; the raw reading shows it is stuck."""
+    gpu = FakeGpu(name="Tesla P100-PCIE-16GB", arch=FakeNvml.ARCH_PASCAL, power_w=lambda t: 64.0)
+    fake_nvml([gpu])
+    meter = NvmlMeter(replace(short_profile(), device_match="P100"), clock=gpu.device.clock,
+                      sleep=gpu.device.sleep, sample_s=1e9)
+    meter.idle_poll_s = POLL_S
+    with pytest.raises(MeterUnavailable) as e:
+        meter.measure_inference(workload(TickingModel(gpu.device)))
+    meter.close()
+    msg = str(e.value)
+    assert "measured:nvml-power" in msg and "Tesla P100" in msg and "idle baseline" in msg
+    assert "nvmlDeviceGetPowerUsage" in msg and "watched 0.25 s" in msg
 
 
 def test_counter_not_supported_falls_back_to_power(fake_nvml):
@@ -153,7 +175,7 @@ def test_counter_not_supported_falls_back_to_power(fake_nvml):
 
 def test_power_integrator_is_exact_for_linear_power():
     dev = FakeDevice()
-    integ = PowerIntegrator(lambda: 100.0 + 40.0 * dev.t, dev.clock, start=False)
+    integ = PowerIntegrator(lambda: (100.0 + 40.0 * dev.t, dev.t), dev.clock, start=False)
     e0 = integ.energy_j()
     for dt in (0.5, 0.25, 1.25, 0.125):  # uneven samples: trapezoid is exact for linear power
         dev.t += dt
@@ -162,6 +184,7 @@ def test_power_integrator_is_exact_for_linear_power():
     e1 = integ.energy_j()
     t1 = 3.0
     assert uj(e1 - e0) == uj(100.0 * t1 + 20.0 * t1 * t1)
+    assert integ.changes == 5 and integ.samples == 7
 
 
 def test_power_integrator_thread_samples_in_background():
@@ -169,9 +192,9 @@ def test_power_integrator_thread_samples_in_background():
 
     calls = []
 
-    def power() -> float:
+    def power() -> tuple[float, int]:
         calls.append(1)
-        return 5.0
+        return 5.0, 5000
 
     integ = PowerIntegrator(power, time.perf_counter, interval_s=0.002)
     deadline = time.monotonic() + 2.0

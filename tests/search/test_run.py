@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from nas.cli import main
-from nas.search import SAMPLERS, SearchSettings, run_search
+from nas.search import SearchSettings, run_search
+from nas.search.settings import sampler_names
 
 ARGS = ["--space", "mlp", "--profile", "cpu-host", "--dataset", "digits", "--trials", "6", "--epochs", "1",
         "--seed", "0", "--quiet"]
@@ -119,7 +120,7 @@ def test_report_on_a_folder_that_is_not_a_run(tmp_path):
     assert result.exit_code != 0 and "not a run folder" in result.output
 
 
-@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+@pytest.mark.parametrize("sampler", sampler_names())
 def test_every_sampler_runs(tmp_path, sampler):
     res = run_search(SearchSettings(trials=3, epochs=1, sampler=sampler, out=str(tmp_path / sampler)))
     assert res.complete == 3 and res.front
