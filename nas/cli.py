@@ -346,45 +346,14 @@ def profiles_show(name: str, as_json: bool) -> None:
     _echo_json(doc) if as_json else click.echo(format_details(doc))
 
 
-def _measurement_options(fn: Any) -> Any:
-    """Options for the optional columns of a measurements CSV (and for --arch); unset ones take the
-    library's defaults (nas.calibrate)."""
-    fn = click.option("--precision", default=None, metavar="P",
-                      help="Precision of rows without a 'precision' column (default: fp32 for calibrate, "
-                           "the profile's for estimate).")(fn)
-    fn = click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
-                      help="Batch size of rows without a 'batch_size' column (default: 1 for calibrate, "
-                           "the profile's for estimate).")(fn)
-    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None, metavar="N",
-                      help="Classes of rows without a 'num_classes' column (default: 10).")(fn)
-    fn = click.option("--input-shape", default=None, metavar="CxHxW",
-                      help="Input shape of rows without an 'input_shape' column (default: 3x32x32).")(fn)
-    fn = click.option("--runtime", default=None, metavar="NAME",
-                      help="Runtime the networks ran in: torch, torchscript, onnxruntime (default: the profile's).")(fn)
-    return fn
-
-
-def _measurement_kwargs(input_shape: str | None, **kw: Any) -> dict[str, Any]:
-    """The options given, as library keyword arguments (`--input-shape 3x32x32` -> (3, 32, 32))."""
-    from nas.measurements import parse_input_shape
-
-    out = {k: v for k, v in kw.items() if v is not None}
-    if input_shape is not None:
-        try:
-            out["input_shape"] = parse_input_shape(input_shape)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="'--input-shape'") from None
-    return out
-
-
 @profiles.command("calibrate")
 @click.argument("name")
-@click.option("--from", "from_csv", default=None, type=click.Path(dir_okay=False), metavar="FILE.csv",
-              help="Fit to the energies measured in this CSV (architecture, energy_j, ...) instead of "
-                   "measuring reference networks with the profile's sensor.")
-@click.option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Calibrated profile to write (default: NAME-calibrated.yaml here).")
-@_measurement_options
+@opt.from_csv(
+    "Fit to the energies measured in this CSV (architecture, energy_j, ...) instead of "
+    "measuring reference networks with the profile's sensor."
+)
+@opt.output("Calibrated profile to write (default: NAME-calibrated.yaml here).", metavar="FILE")
+@opt.measurement_options
 @opt.json_output
 def profiles_calibrate(name: str, from_csv: str | None, output: str | None, as_json: bool, input_shape: str | None,
                        **kw: Any) -> None:
@@ -393,7 +362,7 @@ def profiles_calibrate(name: str, from_csv: str | None, output: str | None, as_j
     from nas.calibrate import calibrate_from_csv, calibrate_profile, format_calibration
 
     if from_csv is not None:
-        result = calibrate_from_csv(name, from_csv, output, **_measurement_kwargs(input_shape, **kw))
+        result = calibrate_from_csv(name, from_csv, output, **opt.measurement_kwargs(input_shape, **kw))
     else:
         result = calibrate_profile(name, output)
     _echo_json(result.to_dict()) if as_json else click.echo(format_calibration(result))
@@ -401,11 +370,10 @@ def profiles_calibrate(name: str, from_csv: str | None, output: str | None, as_j
 
 @main.command()
 @click.option("--profile", "profile", required=True, metavar="NAME|PATH", help="Hardware profile (a name or a YAML path).")
-@click.option("--from", "from_csv", default=None, type=click.Path(dir_okay=False), metavar="FILE.csv",
-              help="Networks to estimate, one per row (architecture, optional energy_j, input_shape, ...).")
+@opt.from_csv("Networks to estimate, one per row (architecture, optional energy_j, input_shape, ...).")
 @click.option("--arch", "arch", default=None, metavar="JSON|CELL",
               help="One network: a JSON genotype or a NAS-Bench-201 cell string.")
-@_measurement_options
+@opt.measurement_options
 @opt.json_output
 def estimate(profile: str, from_csv: str | None, arch: str | None, as_json: bool, input_shape: str | None,
              **kw: Any) -> None:
@@ -414,7 +382,7 @@ def estimate(profile: str, from_csv: str | None, arch: str | None, as_json: bool
 
     if (from_csv is None) == (arch is None):
         raise click.UsageError("give exactly one of --from FILE.csv and --arch JSON")
-    rows = estimate_networks(profile, csv_path=from_csv, architecture=arch, **_measurement_kwargs(input_shape, **kw))
+    rows = estimate_networks(profile, csv_path=from_csv, architecture=arch, **opt.measurement_kwargs(input_shape, **kw))
     _echo_json([r.to_dict() for r in rows]) if as_json else click.echo(format_estimates(rows))
 
 

@@ -184,3 +184,43 @@ def output(help: str, *, folder: bool = False, required: bool = False, metavar: 
     """`-o/--output`: the file (or, with `folder`, the folder) a command writes."""
     kind = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
     return click.option("-o", "--output", type=kind, required=required, default=None, metavar=metavar, help=help)
+
+
+def from_csv(help: str) -> Decorator:
+    """`--from FILE.csv`: a measurements file (nas.measurements.read_measurements) to read rows from."""
+    return click.option(
+        "--from", "from_csv", default=None, type=click.Path(dir_okay=False), metavar="FILE.csv", help=help
+    )
+
+
+def measurement_options(fn: F) -> F:
+    """Options for the optional columns of a measurements CSV (and for `nas estimate --arch`):
+    --input-shape, --num-classes, --batch-size, --precision, --runtime; unset ones take the
+    library's defaults (nas.measurements). Turn them into keyword arguments with `measurement_kwargs`."""
+    fn = click.option("--precision", default=None, metavar="P",
+                      help="Precision of rows without a 'precision' column (default: fp32 for calibrate, "
+                           "the profile's for estimate).")(fn)
+    fn = click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
+                      help="Batch size of rows without a 'batch_size' column (default: 1 for calibrate, "
+                           "the profile's for estimate).")(fn)
+    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None, metavar="N",
+                      help="Classes of rows without a 'num_classes' column (default: 10).")(fn)
+    fn = click.option("--input-shape", default=None, metavar="CxHxW",
+                      help="Input shape of rows without an 'input_shape' column (default: 3x32x32).")(fn)
+    fn = click.option("--runtime", default=None, metavar="NAME",
+                      help="Runtime the networks ran in: torch, torchscript, onnxruntime (default: the profile's).")(fn)
+    return fn
+
+
+def measurement_kwargs(input_shape: str | None, **kw: Any) -> dict[str, Any]:
+    """The `measurement_options` given, as library keyword arguments (`--input-shape 3x32x32` ->
+    input_shape=(3, 32, 32)); options left unset are omitted. Raises click.BadParameter on a bad shape."""
+    from nas.measurements import parse_input_shape  # at command time: it imports torch
+
+    out = {k: v for k, v in kw.items() if v is not None}
+    if input_shape is not None:
+        try:
+            out["input_shape"] = parse_input_shape(input_shape)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--input-shape'") from None
+    return out

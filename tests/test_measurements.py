@@ -140,7 +140,7 @@ def test_calibrate_round_trip_recovers_the_coefficients(tmp_path, cache):
 def test_cli_calibrate_then_estimate(tmp_path, cache):
     path = synthetic_csv(tmp_path, cache)
     out = tmp_path / "cal.yaml"
-    r = CliRunner().invoke(main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "--out", str(out),
+    r = CliRunner().invoke(main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o", str(out),
                                   "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
@@ -173,7 +173,7 @@ def test_estimate_reads_nas_bench_201_columns(tmp_path):
 ])
 def test_missing_column_is_one_line(tmp_path, rows, column):
     path = write_csv(tmp_path / "m.csv", rows)
-    r = CliRunner().invoke(main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "--out",
+    r = CliRunner().invoke(main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o",
                                   str(tmp_path / "x.yaml")])
     assert r.exit_code != 0 and "Traceback" not in r.output
     (line,) = r.stderr.strip().splitlines()
