@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from nas.cli_values import ENERGY, LATENCY, SECONDS, FiniteFloat
 from nas.search.settings import TRAIN_DEVICES, SearchSettings, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -133,8 +134,13 @@ SEARCH_OVERRIDES: dict[str, dict[str, Any]] = {
     "table": {"type": click.Path(dir_okay=False)},
     "train_device": {"type": click.Choice(TRAIN_DEVICES)},
     "measure_timeout_s": {"metavar": "S"},
+    # units and finite values (nas.cli_values): --energy-budget 50uJ, --latency-budget 5ms; no nan/inf
+    "timeout_s": {"type": SECONDS},
+    "energy_budget_j": {"type": ENERGY},
+    "latency_budget_s": {"type": LATENCY},
 }
 WORKER_OVERRIDES: dict[str, dict[str, Any]] = {
+    "timeout_s": {"type": SECONDS},
     "storage": {"envvar": "NAS_STORAGE", "metavar": "URL"},
     "worker_index": {"hidden": True},
     "artifact_dir": {"type": click.Path(file_okay=False)},
@@ -156,7 +162,7 @@ pick = click.option(
          "(E like 200nJ, T like 5ms, A like 0.95 or 95%).",
 )
 grid_intensity = click.option(
-    "--grid-intensity", default=None, type=float, metavar="G",
+    "--grid-intensity", default=None, type=FiniteFloat(positive=False), metavar="G",
     help="Grid carbon intensity in gCO2e/kWh (default: the hardware profile's).",
 )
 region = click.option(

@@ -13,36 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nas.errors import ConfigError
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file with `safe_load`, turning every failure into a one-line ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read file ({e.__class__.__name__}: {e})") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: malformed YAML: nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as e:
-        # PyYAML's constructors raise these for values it cannot build: `!!float x`,
-        # `2020-13-45` as a date, an integer beyond Python's digit limit
-        problem = (str(e).splitlines() or [""])[0][:120]
-        raise ConfigError(f"{path}: malformed YAML: a value cannot be read ({e.__class__.__name__}: {problem})") from None
+    """Parse a YAML file with `nas.yamlio.load_yaml` (safe, bounded, unique keys); one-line ConfigError."""
+    from nas.yamlio import load_yaml
+
+    return load_yaml(path)
 
 
 MAX_INT = 2**31 - 1  # counts, sizes and indexes beyond this are typos, and overflow downstream
+MAX_TEXT = 2000  # characters in a free-text field (a description, a source): a paragraph, not a book
+MAX_NUMBER = 1e30  # profile coefficients are bounded so that their products stay finite (float max 1.8e308)
+MIN_POSITIVE = 1e-30  # ... and so that dividing by them does too
 
 
 def _finite(value: Any) -> float | None:
@@ -131,6 +115,19 @@ class Doc:
             if value is default and default is None:
                 return value
             raise self.error("expected a non-empty string", value, key)
+        return self.check_text(value, key)
+
+    def text(self, key: str, default: str = "") -> str:
+        """A free-text field: a string (possibly empty) of at most MAX_TEXT characters."""
+        value = self.raw(key, default)
+        if not isinstance(value, str):
+            raise self.error("expected a string", value, key)
+        return self.check_text(value, key)
+
+    def check_text(self, value: str, key: str) -> str:
+        """`value`, or ConfigError naming `key` if it is longer than MAX_TEXT characters."""
+        if len(value) > MAX_TEXT:
+            raise self.error(f"expected at most {MAX_TEXT} characters", f"{len(value)} characters", key)
         return value
 
     def int(self, key: str, default: Any = ..., low: int | None = None) -> int:
@@ -156,6 +153,8 @@ class Doc:
             raise self.error("expected a number > 0", value, key)
         if value < 0:
             raise self.error("expected a number >= 0", value, key)
+        if value > MAX_NUMBER or 0 < value < MIN_POSITIVE:
+            raise self.error(f"expected 0 or a number in [{MIN_POSITIVE:g}, {MAX_NUMBER:g}]", value, key)
         return float(value)
 
     def real(self, key: str) -> float:
@@ -163,6 +162,8 @@ class Doc:
         value = _finite(_yaml11_float(self.raw(key)))
         if value is None:
             raise self.error("expected a finite number", self.raw(key), key)
+        if abs(value) > MAX_NUMBER:
+            raise self.error(f"expected a number of magnitude at most {MAX_NUMBER:g}", value, key)
         return value
 
     def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
