@@ -73,6 +73,7 @@ class NasGroup(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        """click's `main`, with every user error mapped to one line by `user_error` (exit code kept)."""
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.Abort:
@@ -94,10 +95,12 @@ class Quantity(click.ParamType):
         self.kind = kind
         self.name = kind
 
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:  # noqa: D102
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """How --help shows the value: E[J|mJ|uJ|nJ|pJ] or T[s|ms|us|ns]."""
         return {"energy": "E[J|mJ|uJ|nJ|pJ]", "latency": "T[s|ms|us|ns]"}.get(self.kind, "Q")
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:  # noqa: D102
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        """`value` in J or s (nas.units.parse_quantity); a usage error naming the flag otherwise."""
         from nas.errors import ConfigError
         from nas.units import parse_quantity
 
@@ -117,7 +120,8 @@ class FiniteFloat(click.ParamType):
     def __init__(self, positive: bool = True) -> None:
         self.positive = positive
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:  # noqa: D102
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        """`value` as a finite float (> 0 if `positive`); a usage error naming the flag otherwise."""
         try:
             f = float(value)
         except (TypeError, ValueError):

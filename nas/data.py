@@ -265,6 +265,7 @@ def check_arrays(arrays: dict[str, np.ndarray], file: str) -> None:
     class also present in training.
     """
     def bad(k: str, what: str) -> ConfigError:
+        """The one-line error for array `k`."""
         return ConfigError(f"{file}: array '{k}': {what}")
 
     for k in ("x_train", "x_test"):

@@ -127,6 +127,7 @@ def load_table(path: str | Path) -> Table:
 def _check_table(doc: dict[str, Any], shown: str) -> None:
     """Field types of a table document: space/profile/settings mappings, rows of finite values."""
     def bad(field: str, expected: str) -> ConfigError:
+        """The one-line error for `field` of the table."""
         return ConfigError(f"{shown}: field '{field}': {expected}")
 
     for key in ("space", "profile", "settings", "rows"):

@@ -92,6 +92,7 @@ class Progress:
             return inner
 
         def on_epoch(epoch: int, model: torch.nn.Module) -> bool:
+            """Show the epoch on the bar; stop when `inner` says so."""
             self._postfix(f"{number} epoch {epoch}/{epochs}")
             return bool(inner(epoch, model)) if inner is not None else False
 
