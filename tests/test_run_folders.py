@@ -143,7 +143,6 @@ def test_export_records_preprocessing_follows_the_umask_and_never_leaves_a_parti
     import numpy as np
     import torch
 
-    import nas.export
     from nas.data import load_dataset
 
     run = tmp_path / "r"
@@ -167,11 +166,16 @@ def test_export_records_preprocessing_follows_the_umask_and_never_leaves_a_parti
     data = load_dataset("digits")
     assert any(torch.equal(fed[0], x) for x in torch.cat([data.x_train, data.x_val, data.x_test]))
 
-    def full_disk(model, example, path):
-        path.write_bytes(b"partial")
+    def full_disk(job):
+        job.paths["onnx"].write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(nas.export, "_write_onnx", full_disk)
+    import dataclasses
+
+    import nas.exporters
+
+    onnx = nas.exporters.EXPORTERS["onnx"]
+    monkeypatch.setitem(nas.exporters.EXPORTERS, "onnx", dataclasses.replace(onnx, write=full_disk))
     failed = tmp_path / "exp2"
     line = one_error(cli("export", str(run), "--trial", "0", "-o", str(failed)))
     assert "model.onnx" in line and "no space left on device" in line
