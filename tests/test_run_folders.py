@@ -188,6 +188,11 @@ def test_variants_runs_with_the_runs_thread_count(tmp_path, monkeypatch):
 
     run = tmp_path / "threads"
     assert cli("search", *FAST, "--trials", "1", "--threads", "2", "--out", str(run)).exit_code == 0
+    import nas.variants
+
+    # the fp32 row alone: the thread count is set before any variant trains
+    only_fp32 = nas.variants.default_variants
+    monkeypatch.setattr(nas.variants, "default_variants", lambda *a, **k: only_fp32(*a, **k)[:1])
     seen = []
     real = torch.set_num_threads
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
