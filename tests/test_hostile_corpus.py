@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from nas.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-SPACE = (REPO / "search_spaces" / "mlp.yaml").read_text()
-PROFILE = (REPO / "hardware_profiles" / "cpu-host.yaml").read_text()
+SPACE = (REPO / "nas" / "resources" / "search_spaces" / "mlp.yaml").read_text()
+PROFILE = (REPO / "nas" / "resources" / "hardware_profiles" / "cpu-host.yaml").read_text()
 FAST = ["--epochs", "1", "--trials", "1", "--quiet"]
 SECRET = "hunter2-secret"
 
