@@ -135,7 +135,7 @@ def _check_table(doc: dict[str, Any], shown: str) -> None:
             raise bad(key, "expected a mapping")
     for key, kind in TABLE_SETTINGS.items():
         value = doc["settings"].get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
             raise bad(f"settings.{key}", f"expected {getattr(kind, '__name__', 'a number')}, got {str(value)[:40]!r}")
     if not doc["rows"]:
         raise bad("rows", "expected at least one evaluated architecture")
