@@ -168,6 +168,11 @@ def _group(doc: Doc, spec: Any, known: dict[str, Param]) -> Repeated:
     if count.high > MAX_UNITS:
         raise doc.error(f"expected high <= {MAX_UNITS}", count.high, "count.high")
     params = _params(doc.sub("params"), spec.params, known)
+    for p in params:  # per-unit sizes: a width of 2**31 fails every trial for memory instead of being refused
+        if p.name in UNIT_BOUNDS:
+            values = p.choices if p.kind == "choice" else (p.low, p.high)
+            if any(isinstance(v, (int, float)) and v > UNIT_BOUNDS[p.name] for v in values):
+                raise doc.sub("params").error(f"expected values of at most {UNIT_BOUNDS[p.name]}", list(values), p.name)
     inner = {**known, **{p.name: p for p in params}}
     groups = []
     for g in spec.groups:
