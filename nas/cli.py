@@ -6,29 +6,32 @@ else; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
 from nas import cli_options as opt
-from nas.errors import NasError
+from nas.cli_values import FiniteFloat, NasGroup
 from nas.search.settings import SearchSettings, WorkerSettings
 from nas.tabular import BENCH_OBJECTIVES, BENCH_SPACE
 
+_Group = NasGroup  # every user error, click's usage errors included, is one `nas: error:` line (nas.cli_values)
 
-class _Group(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except NasError as e:
-            click.echo(f"nas: error: {e}", err=True)
-            sys.exit(e.exit_code)
+
+def given_options() -> set[str]:
+    """Names of the current command's options given on the command line or by environment variable."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {name for name in ctx.params
+            if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}
 
 
 def _echo_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, default=str))
+    from nas.atomic import dumps_json
+
+    click.echo(dumps_json(doc))  # strict JSON: NaN and infinities become null
 
 
 
@@ -45,9 +48,11 @@ def main() -> None:
 @opt.quiet("No progress bar.")
 def search(quiet: bool, **kw: Any) -> None:
     """Run (or continue) a multi-objective search and write the run folder."""
+    from nas.resume import resume_settings
     from nas.search.run import format_search, run_search
 
-    result = run_search(SearchSettings(progress=not quiet, **kw))
+    # `--out RUN` alone resumes RUN with its own settings (those not given come from RUN/run.json)
+    result = run_search(resume_settings(SearchSettings(progress=not quiet, **kw), given_options()))
     click.echo(format_search(result, kw["storage"]))
     if result.interrupted:
         sys.exit(130)
@@ -122,7 +127,7 @@ def plot(run: str, output: str | None, storage: str | None) -> None:
 @main.command()
 @opt.run_argument
 @opt.trial(required=True, help="The trial whose architecture to compare.")
-@click.option("--prune", "prune_ratio", type=float, cls=opt.LazyDefault, show_default=True,
+@click.option("--prune", "prune_ratio", type=FiniteFloat(positive=True), cls=opt.LazyDefault, show_default=True,
               default=opt.library_default("nas.variants:compare_variants", "prune_ratio"),
               help="Pruning ratio of the pruned variants.")
 @opt.storage
@@ -241,7 +246,7 @@ def bench_build(output: str, **kw: Any) -> None:
     """Evaluate every architecture of SPACE once and store the results as a table."""
     from nas.search.bench import build_table
 
-    table = build_table(SearchSettings(**kw), output)
+    table = build_table(SearchSettings(progress=True, **kw), output)
     click.echo(f"{len(table.rows)} architectures evaluated in {table.build_s:.1f} s -> {output}")
 
 

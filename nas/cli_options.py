@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
+from nas.cli_values import ENERGY, LATENCY, SECONDS, FiniteFloat
 from nas.search.settings import TRAIN_DEVICES, SearchSettings, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,6 +69,8 @@ def field_option(cls: type, name: str, *decls: str, **overrides: Any) -> Decorat
     else:
         kw["required"] = True
     kw.update(overrides)
+    if kw.get("required"):  # a required option has no default (click 8.5 would never report it missing)
+        kw.pop("default", None)
     flag = decls or (f.metadata.get("flag") or "--" + name.replace("_", "-"),)
     if hint is bool:
         return click.option(*flag, name, is_flag=True, **kw)
@@ -133,8 +136,13 @@ SEARCH_OVERRIDES: dict[str, dict[str, Any]] = {
     "table": {"type": click.Path(dir_okay=False)},
     "train_device": {"type": click.Choice(TRAIN_DEVICES)},
     "measure_timeout_s": {"metavar": "S"},
+    # units and finite values (nas.cli_values): --energy-budget 50uJ, --latency-budget 5ms; no nan/inf
+    "timeout_s": {"type": SECONDS},
+    "energy_budget_j": {"type": ENERGY},
+    "latency_budget_s": {"type": LATENCY},
 }
 WORKER_OVERRIDES: dict[str, dict[str, Any]] = {
+    "timeout_s": {"type": SECONDS},
     "storage": {"envvar": "NAS_STORAGE", "metavar": "URL"},
     "worker_index": {"hidden": True},
     "artifact_dir": {"type": click.Path(file_okay=False)},
@@ -156,7 +164,7 @@ pick = click.option(
          "(E like 200nJ, T like 5ms, A like 0.95 or 95%).",
 )
 grid_intensity = click.option(
-    "--grid-intensity", default=None, type=float, metavar="G",
+    "--grid-intensity", default=None, type=FiniteFloat(positive=False), metavar="G",
     help="Grid carbon intensity in gCO2e/kWh (default: the hardware profile's).",
 )
 region = click.option(
@@ -172,18 +180,24 @@ def quiet(help: str) -> Decorator:
 
 def trial(required: bool, help: str = "The trial's number.") -> Decorator:
     """`--trial N`: one trial of the run, by number."""
-    return click.option("--trial", type=int, required=required, default=None, metavar="N", help=help)
+    extra: dict[str, Any] = {} if required else {"default": None}  # see `output`
+    return click.option("--trial", type=int, required=required, metavar="N", help=help, **extra)
 
 
 def profile(help: str, **kw: Any) -> Decorator:
     """`--profile NAME|PATH` for a command that measures on a profile other than the run's."""
-    return search_setting("profile", default=None, show_default=False, help=help, **kw)
+    if not kw.get("required"):  # see `output`: an explicit default makes click skip the required check
+        kw.setdefault("default", None)
+    return search_setting("profile", show_default=False, help=help, **kw)
 
 
 def output(help: str, *, folder: bool = False, required: bool = False, metavar: str | None = None) -> Decorator:
     """`-o/--output`: the file (or, with `folder`, the folder) a command writes."""
     kind = click.Path(file_okay=False) if folder else click.Path(dir_okay=False)
-    return click.option("-o", "--output", type=kind, required=required, default=None, metavar=metavar, help=help)
+    # no explicit default when required: click 8.5 takes an explicit `default=None` as a value and
+    # never reports the option missing (`nas export RUN --trial 1` then failed with a traceback)
+    extra: dict[str, Any] = {} if required else {"default": None}
+    return click.option("-o", "--output", type=kind, required=required, metavar=metavar, help=help, **extra)
 
 
 def from_csv(help: str) -> Decorator:

@@ -128,6 +128,13 @@ def _runtime_estimates(est: Doc) -> dict[str, RuntimeEstimate]:
     return out
 
 
+def _bounded_int(doc: Doc, key: str, high: int) -> int:
+    value = doc.int(key, low=1)
+    if value > high:
+        raise doc.error(f"expected an integer in [1, {high}]", value, key)
+    return value
+
+
 def load_profile(name_or_path: str | Path) -> HardwareProfile:
     """Load and validate a hardware profile by name (`nas/resources/hardware_profiles/NAME.yaml`) or path."""
     path = resolve_named(name_or_path, PROFILES_DIR, "hardware profile")
@@ -147,6 +154,7 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
 
     dev = doc.sub("device")
     dev.check_keys({"kind", "match", "index", "precisions", "model"})
+    dev.text("model")  # free text, not used by the meters
     kind = dev.str("kind")
     if kind not in ("cpu", "gpu"):
         raise dev.error("expected 'cpu' or 'gpu'", kind, "kind")
@@ -188,6 +196,12 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         subtract = m.raw("subtract_idle", False)
         if not isinstance(subtract, bool):
             raise m.error("expected true or false", subtract, "subtract_idle")
+        for key in ("min_window_s", "idle_window_s"):  # a window of hours would stall every trial
+            if m.has(key) and m.number(key, positive=True) > 600:
+                raise m.error("expected seconds in (0, 600]", m.raw(key), key)
+        for key, high in (("warmup_batches", 10_000), ("min_inferences", 10_000_000), ("repeats", 1000)):
+            if m.has(key) and m.int(key, low=0) > high:
+                raise m.error(f"expected an integer of at most {high}", m.raw(key), key)
         proto = Protocol(
             warmup_batches=m.int("warmup_batches", proto.warmup_batches, low=0),
             min_window_s=m.number("min_window_s", proto.min_window_s, positive=True),
@@ -219,12 +233,12 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
                         precision, "precision")
     return HardwareProfile(
         name=doc.str("name", default_name),
-        description=doc.str("description", "") if doc.has("description") else "",
+        description=doc.text("description"),
         meter=meter,
         device_kind=kind,
         device_match=match,
         device_index=dev.int("index", 0, low=0),
-        batch_size=inf.int("batch_size", low=1),
+        batch_size=_bounded_int(inf, "batch_size", 65536),  # a batch of 2**31 fails every trial
         precision=precision,
         precisions=prec,
         idle_power_w=_sourced(power, "idle_w", positive=False),

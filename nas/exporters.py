@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,11 +46,16 @@ class ExportedArchitecture:
     architecture: Architecture
     input_shape: tuple[int, ...]
     num_classes: int
+    # how raw inputs become what the model takes (nas.data.preprocessing): written, not compared
+    preprocessing: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """What architecture.json/.yaml hold (the `format` tag first)."""
-        return {"format": ARCH_FORMAT, **self.architecture.to_dict(), "input_shape": list(self.input_shape),
-                "num_classes": self.num_classes}
+        """What architecture.json/.yaml hold (the `format` tag first; `preprocessing` when known)."""
+        doc = {"format": ARCH_FORMAT, **self.architecture.to_dict(), "input_shape": list(self.input_shape),
+               "num_classes": self.num_classes}
+        if self.preprocessing:
+            doc["preprocessing"] = dict(self.preprocessing)
+        return doc
 
 
 def load_architecture(path: str | Path) -> ExportedArchitecture:

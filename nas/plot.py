@@ -91,6 +91,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg"):
         raise ConfigError(f"{path}: plot file must end in .png or .svg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format=path.suffix.lower()[1:])
+    from nas.atomic import atomic_path
+
+    with atomic_path(path) as tmp:  # whole or not at all, with the umask's mode
+        fig.savefig(tmp, format=path.suffix.lower()[1:])
     return path

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,19 @@ class RunFolder:
         """The SQLAlchemy URL of RUN/study.db (absolute path)."""
         return f"sqlite:///{self.study_db.resolve()}"
 
+    @property
+    def readable_sqlite_url(self) -> str:
+        """`sqlite_url`, or where the folder cannot be written (a read-only mount, an archive, another
+        user's run), a read-only form: SQLite's `immutable` when the write-ahead log is empty (a WAL
+        database otherwise cannot be opened there at all, since even reading it creates its `-shm`
+        file), `mode=ro` when it still holds trials (immutable would not read them)."""
+        if os.access(self.path, os.W_OK) and (not self.study_db.exists() or os.access(self.study_db, os.W_OK)):
+            return self.sqlite_url
+        wal = self.study_db.with_name(self.study_db.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:  # trials not yet checkpointed: read them through the WAL
+            return f"sqlite:///file:{self.study_db.resolve()}?mode=ro&uri=true"
+        return f"sqlite:///file:{self.study_db.resolve()}?immutable=1&uri=true"
+
     def read_run_json(self) -> dict[str, Any]:
         """The parsed run.json. Raises RunError when the folder has none or it is unreadable."""
         try:
@@ -92,21 +104,17 @@ def open_run(path: str | Path) -> RunFolder:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write through a temporary file and rename (`nas.atomic`): never half a file, the umask's mode."""
+    from nas.atomic import write_atomic as _write
+
+    _write(path, text)
 
 
 def write_json(path: Path, doc: Any) -> None:
-    """Write `doc` as indented JSON at `path`, atomically (values JSON cannot hold as strings)."""
-    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False, default=str) + "\n")
+    """`doc` as strict JSON (`nas.atomic.dumps_json`: NaN and infinities become null), written atomically."""
+    from nas.atomic import dumps_json
+
+    write_atomic(path, dumps_json(doc) + "\n")
 
 
 def write_front(run: RunFolder, front: list[TrialRecord], objectives: tuple[Objective, ...]) -> None:
@@ -130,10 +138,26 @@ def study_for_run(run: RunFolder, storage: str | None = None) -> optuna.Study:
     meta = run.read_run_json()
     url = storage or meta.get("storage_url") or run.sqlite_url
     if url == "sqlite" or (storage is None and not meta.get("storage_url")):
-        url = run.sqlite_url
+        url = run.readable_sqlite_url
     if url.startswith("sqlite") and not run.study_db.exists():
         raise RunError(f"{run.path}: no study.db in the run folder")
-    return load_study(url, meta.get("study_name"))
+    study = load_study(url, meta.get("study_name"))
+    check_made_here(study, str(run.path))
+    return study
+
+
+def check_made_here(study: optuna.Study, where: str) -> None:
+    """Refuse a study that energy-nas did not make: no stored settings, or objectives that do not
+    match its directions (a plain Optuna study copied into a run folder would be mixed into the front).
+    Raises RunError naming `where` and the study."""
+    settings = study.user_attrs.get(SETTINGS_ATTR)
+    if not isinstance(settings, dict):
+        raise RunError(f"{where}: study {study.study_name!r} was not made by energy-nas (no {SETTINGS_ATTR!r} "
+                       "attribute); open it with Optuna itself")
+    names = settings.get("objectives") or ["accuracy", "energy"]
+    if not isinstance(names, list) or any(n not in OBJECTIVES for n in names) or len(names) != len(study.directions):
+        raise RunError(f"{where}: study {study.study_name!r} has {len(study.directions)} objectives but its settings "
+                       f"name {str(names)[:80]}; it was not made by this version of energy-nas")
 
 
 def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:

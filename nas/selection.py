@@ -30,17 +30,14 @@ from typing import Any
 from nas.errors import ConfigError, RunError
 from nas.objectives import OBJECTIVES
 from nas.pareto import TrialRecord, pareto_front
+from nas.units import UNITS
 
 SYNTAX = (
     "trial:N | N | knee | max-accuracy:energy<=E[,latency<=T] | "
     "min-energy:accuracy>=A[,latency<=T]  (E like 2e-7 or 200nJ, T like 5ms, A like 0.95 or 95%)"
 )
 
-_UNITS: dict[str, dict[str, float]] = {
-    "energy": {"": 1.0, "J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "µJ": 1e-6, "nJ": 1e-9, "pJ": 1e-12},
-    "latency": {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9},
-    "accuracy": {"": 1.0, "%": 0.01},
-}
+_UNITS = UNITS  # one unit table for rules and flags (nas.units)
 _OPS = {"energy": "<=", "latency": "<=", "accuracy": ">="}
 _COND_RE = re.compile(r"^\s*(?P<metric>[a-z]+)\s*(?P<op><=|>=)\s*(?P<num>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*(?P<unit>\S*)\s*$")
 

@@ -15,7 +15,11 @@ from typing import Any
 
 from nas.errors import ConfigError
 from nas.searchspace import Param, Repeated, SearchSpace
-from nas.yamldoc import MAX_INT, Doc, field_name, read_yaml, show_value
+from nas.yamldoc import MAX_INT, MAX_NUMBER, MAX_TEXT, Doc, field_name, read_yaml, show_value
+
+MAX_UNITS = 64  # the repeated group's `count`: deeper models are a typo at this scale
+# upper bounds of per-unit sizes; a width of 2**31 fails every trial for memory instead of being refused
+UNIT_BOUNDS = {"channels": 65536, "width": 65536, "kernel": 31, "repeats": 32, "stride": 8, "expansion": 32}
 
 # The shipped spaces are package data (nas/resources/search_spaces), found through the import system.
 SPACES_DIR = Path(str(files("nas").joinpath("resources"))) / "search_spaces"
@@ -36,6 +40,13 @@ def _param(doc: Doc, name: str, registry_choices: tuple[str, ...] | None) -> Par
             values = tuple(allowed) if isinstance(allowed, list) else (allowed,)
             if not values:
                 raise w.error("expected a value or a non-empty list of values", allowed, str(key))
+            if not isinstance(key, str):
+                raise w.error("expected a parameter name", key, str(key))
+            for v in values:
+                if not isinstance(v, (str, int, float, bool)) or isinstance(v, float) and not math.isfinite(v):
+                    raise w.error("expected scalar values (string, number, bool)", v, str(key))
+                if isinstance(v, str) and len(v) > MAX_TEXT:
+                    raise w.error(f"expected values of at most {MAX_TEXT} characters", f"{len(v)} characters", str(key))
             conds.append((str(key), values))
         when = tuple(conds)
     if doc.has("choices"):
@@ -49,6 +60,10 @@ def _param(doc: Doc, name: str, registry_choices: tuple[str, ...] | None) -> Par
                 raise doc.error("expected scalar values (string, number, bool)", c, "choices")
             if isinstance(c, int) and not isinstance(c, bool) and abs(c) > MAX_INT:
                 raise doc.error(f"expected integers of at most {MAX_INT}", c, "choices")
+            if isinstance(c, float) and abs(c) > MAX_NUMBER:
+                raise doc.error(f"expected numbers of magnitude at most {MAX_NUMBER:g}", c, "choices")
+            if isinstance(c, str) and len(c) > MAX_TEXT:
+                raise doc.error(f"expected values of at most {MAX_TEXT} characters", f"{len(c)} characters", "choices")
         if len(set(map(repr, choices))) != len(choices):
             raise doc.error("values must be distinct", choices, "choices")
         if registry_choices is not None:
@@ -150,7 +165,14 @@ def _group(doc: Doc, spec: Any, known: dict[str, Param]) -> Repeated:
     count = _param(doc.sub("count"), "count", None)
     if count.kind != "int" or count.low < 1 or count.when:
         raise doc.error("expected an integer range with low >= 1 (and no 'when')", key="count")
+    if count.high > MAX_UNITS:
+        raise doc.error(f"expected high <= {MAX_UNITS}", count.high, "count.high")
     params = _params(doc.sub("params"), spec.params, known)
+    for p in params:  # per-unit sizes: a width of 2**31 fails every trial for memory instead of being refused
+        if p.name in UNIT_BOUNDS:
+            values = p.choices if p.kind == "choice" else (p.low, p.high)
+            if any(isinstance(v, (int, float)) and v > UNIT_BOUNDS[p.name] for v in values):
+                raise doc.sub("params").error(f"expected values of at most {UNIT_BOUNDS[p.name]}", list(values), p.name)
     inner = {**known, **{p.name: p for p in params}}
     groups = []
     for g in spec.groups:
@@ -199,9 +221,7 @@ def parse_space(data: Any, file: str, default_name: str = "space") -> SearchSpac
 
     doc = Doc(data, file)
     name = doc.str("name", default_name)
-    description = doc.raw("description", "")
-    if not isinstance(description, str):
-        raise doc.error("expected a string", description, "description")
+    description = doc.text("description")
     if doc.has("families"):
         doc.check_keys({"name", "description", "families"})
         fdoc = doc.sub("families")

@@ -54,7 +54,7 @@ def redact_url(url: str) -> str:
         secret = {k: "***" for k in parsed.query if k.lower() in _SECRET_PARAMS}
         if secret:
             parsed = parsed.update_query_dict(secret)
-        return parsed.render_as_string(hide_password=True)
+        return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # not a URL SQLAlchemy can parse: show only the scheme
         return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 

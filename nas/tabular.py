@@ -9,6 +9,7 @@ training, so sampler comparisons cost milliseconds per trial and are exactly rep
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,17 +97,59 @@ class Table:
             raise RunError(f"architecture {params} is not in the table (was it built from this space?)") from None
 
 
+TABLE_SETTINGS = {"space": str, "profile": str, "dataset": str, "epochs": int, "batch_size": int, "lr": (int, float),
+                  "split_seed": int, "allow_estimate": bool, "objectives": list}
+MAX_TABLE_BYTES = 512 << 20  # 4,662 architectures take about 20 MB
+
+
 def load_table(path: str | Path) -> Table:
-    """Read a table written by `nas bench build`; ConfigError naming the file if it is not one."""
+    """Read and validate a `nas bench build` table; ConfigError naming the file and field otherwise."""
+    from nas.atomic import one_line
+
+    shown = one_line(str(path))
     try:
-        doc = json.loads(Path(path).read_text())
+        if Path(path).stat().st_size > MAX_TABLE_BYTES:
+            raise ConfigError(f"{shown}: larger than {MAX_TABLE_BYTES:,} bytes; not an energy-nas table")
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: table file not found (build one with `nas bench build`)") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: not a readable table ({e})") from None
+        raise ConfigError(f"{shown}: table file not found (build one with `nas bench build`)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown}: is a folder, not a table file") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        reason = (str(e).splitlines() or [""])[0][:120]
+        raise ConfigError(f"{shown}: not a readable table ({e.__class__.__name__}: {reason})") from None
     if not isinstance(doc, dict) or doc.get("version") != TABLE_VERSION or "rows" not in doc:
-        raise ConfigError(f"{path}: field 'version': not an energy-nas table (version {TABLE_VERSION})")
+        raise ConfigError(f"{shown}: field 'version': not an energy-nas table (version {TABLE_VERSION})")
+    _check_table(doc, shown)
     return Table(doc["space"], doc["profile"], doc["settings"], doc["rows"], float(doc.get("build_s", 0.0)))
+
+
+def _check_table(doc: dict[str, Any], shown: str) -> None:
+    """Field types of a table document: space/profile/settings mappings, rows of finite values."""
+    def bad(field: str, expected: str) -> ConfigError:
+        """The one-line error for `field` of the table."""
+        return ConfigError(f"{shown}: field '{field}': {expected}")
+
+    for key in ("space", "profile", "settings", "rows"):
+        if not isinstance(doc.get(key), dict):
+            raise bad(key, "expected a mapping")
+    for key, kind in TABLE_SETTINGS.items():
+        value = doc["settings"].get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise bad(f"settings.{key}", f"expected {getattr(kind, '__name__', 'a number')}, got {str(value)[:40]!r}")
+    if not doc["rows"]:
+        raise bad("rows", "expected at least one evaluated architecture")
+    names = None
+    for key, row in doc["rows"].items():
+        if not isinstance(row, dict) or not isinstance(row.get("values"), dict) or not isinstance(row.get("user_attrs"), dict):
+            raise bad(f"rows[{key[:40]!r}]", "expected a mapping with 'values' and 'user_attrs' mappings")
+        for name, value in row["values"].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(f"rows[{key[:40]!r}].values.{str(name)[:40]}", f"expected a finite number, got {str(value)[:40]!r}")
+        if names is None:
+            names = set(row["values"])
+        elif set(row["values"]) != names:
+            raise bad(f"rows[{key[:40]!r}].values", f"expected the objectives {sorted(names)} like the other rows")
 
 
 def imported_dataset(settings: dict[str, Any]) -> Any:

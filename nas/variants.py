@@ -79,6 +79,9 @@ def compare_variants(
         raise RunError(f"{run.path}: no complete trial #{trial_number} (complete: {_ranges(valid)})")
     source = trials[trial_number]
     ctx = context_from_study(study, energy_budget_j=None, latency_budget_s=None, early_stop=False)
+    from nas.train import set_threads
+
+    set_threads(ctx.settings.threads)  # as the run's trials trained and were measured, so the rows reproduce them
     family_name = source.user_attrs.get("architecture", {}).get("family", ctx.space.family)
     family = get_family(family_name)
     # a space where the family is a choice: vary within the trial's family, its names unprefixed

@@ -33,7 +33,15 @@ def build_table(settings: SearchSettings, out: str | Path) -> Table:
     rows: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
     failed = 0
+    bar = None
+    if settings.progress:  # a table takes minutes: say how far it is (stderr)
+        from tqdm.auto import tqdm
+
+        total = sum(1 for _ in enumerate_space(ctx.space))  # sampling only: milliseconds
+        bar = tqdm(total=total, unit="arch", desc=f"bench build {ctx.space.name}", dynamic_ncols=True)
     for params, _arch in enumerate_space(ctx.space):
+        if bar is not None:
+            bar.update(1)
         study.enqueue_trial(params)
         trial = study.ask()
         try:
@@ -47,6 +55,8 @@ def build_table(settings: SearchSettings, out: str | Path) -> Table:
             "values": dict(zip([o.name for o in ctx.objectives], values, strict=True)),
             "user_attrs": frozen.user_attrs,
         }
+    if bar is not None:
+        bar.close()
     if failed:
         raise RunError(f"{failed} architectures failed to evaluate; a table must be complete")
     table = Table(ctx.space_doc, ctx.profile_doc, ctx.resolved(), rows, time.perf_counter() - t0)

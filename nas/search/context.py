@@ -55,6 +55,7 @@ class SearchContext:
     artifact_dir: Path | None = None
     train_device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where candidates train
     _training_estimate: Meter | None = None
+    progress: Any = None  # the search's progress bar (nas.search.loop.Progress), told each trial's epochs
 
     @property
     def device(self) -> torch.device:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -18,8 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from nas.budget import savings_summary
+from nas.errors import RunError
 from nas.objectives import Objective
 from nas.pareto import TrialRecord, pareto_front
+from nas.resume import absolute_arguments
 from nas.runs import RunFolder, trial_records, write_front, write_json
 from nas.search.context import SearchContext
 from nas.search.objective import TableObjective, TrialObjective, quiet_optuna
@@ -78,9 +81,22 @@ class Progress:
         """Feasible complete trials on the front so far, ties counted each (reused repeats not)."""
         return sum(self.front.values())
 
-    def _postfix(self) -> None:
+    def _postfix(self, running: str | None = None) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(front=self.front_size, failed=self.failed, refresh=False)
+            extra = {"trial": running} if running else {}
+            self.bar.set_postfix(front=self.front_size, failed=self.failed, **extra, refresh=running is not None)
+
+    def epoch_hook(self, number: int, epochs: int, inner: Callable[[int, torch.nn.Module], bool] | None):
+        """An `on_epoch` hook for `train` that shows 'trial N epoch e/E' on the bar, then calls `inner`."""
+        if self.bar is None:
+            return inner
+
+        def on_epoch(epoch: int, model: torch.nn.Module) -> bool:
+            """Show the epoch on the bar; stop when `inner` says so."""
+            self._postfix(f"{number} epoch {epoch}/{epochs}")
+            return bool(inner(epoch, model)) if inner is not None else False
+
+        return on_epoch
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if trial.state == optuna.trial.TrialState.COMPLETE:
@@ -128,6 +144,7 @@ def optimize(
     # a resumed search must not replay the first run's random draws, nor two workers the same ones
     study.sampler = make_sampler(s.sampler, sampler_seed(s.seed, before, worker_index), ctx)
     progress = Progress(ctx, study, s.progress)
+    ctx.progress = progress if progress.bar is not None else None
     t0 = time.perf_counter()
     interrupted = False
     try:
@@ -162,7 +179,10 @@ def finish(
     records = trial_records(study, ctx.objectives)
     front = pareto_front(records, ctx.objectives)
     if run is not None:
-        write_results(run, ctx, study, front)
+        write_results(run, ctx, study, front, status="interrupted" if interrupted else "finished")
+    new = trials[before:]
+    if not interrupted and new and not records and all(t.state == optuna.trial.TrialState.FAIL for t in new):
+        raise_all_failed(new, failed, run)
     return SearchResult(
         run=run, study_name=study.study_name, complete=len(records), failed=dict(failed), front=front,
         objectives=ctx.objectives, meter_method=_meter_method(records, ctx), new_trials=len(trials) - before,
@@ -192,6 +212,7 @@ def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, stat
             "study_name": study.study_name,
             "storage_url": redact_url(ctx.settings.storage) if ctx.settings.storage else None,
             "settings": ctx.resolved(),
+            "arguments": absolute_arguments(ctx.settings),  # what `nas search --out RUN` resumes with
             "space": ctx.space.to_dict(),
             "profile": ctx.profile_doc,
             "dataset": ctx.data.describe(),
@@ -217,13 +238,25 @@ def _own_version() -> str:
         return "unknown"
 
 
-def write_results(run: RunFolder, ctx: SearchContext, study: optuna.Study, front: list[TrialRecord]) -> None:
-    """Write the run folder's results: pareto.json/.csv, run.json (finished) and pareto.png."""
+def raise_all_failed(new: list[optuna.trial.FrozenTrial], failed: dict[str, int], run: RunFolder | None) -> None:
+    """Every trial of this invocation failed and none ever completed: that is the input's fault
+    (a dataset no model can train on, a profile no model fits), not bad luck; say why and exit non-zero."""
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(failed.items()))
+    first = next((t for t in new if t.user_attrs.get("fail_message")), None)
+    why = f"; trial {first.number}: {(str(first.user_attrs['fail_message']).splitlines() or [''])[0][:200]}" if first else ""
+    where = f" (run folder {run.path} kept; rerun with the cause fixed)" if run is not None else ""
+    raise RunError(f"all {len(new)} trials failed ({reasons}){why}{where}")
+
+
+def write_results(
+    run: RunFolder, ctx: SearchContext, study: optuna.Study, front: list[TrialRecord], status: str = "finished"
+) -> None:
+    """Write the run folder's results: pareto.json/.csv, run.json (`status`: finished or interrupted), pareto.png."""
     # imported here: matplotlib costs about 1 s, which workers (they never draw) should not pay
     from nas.plot import pareto_figure, save_figure
 
     write_front(run, front, ctx.objectives)
-    write_run_json(run, ctx, study, status="finished")
+    write_run_json(run, ctx, study, status=status)
     records = trial_records(study, ctx.objectives)
     if records:
         save_figure(pareto_figure(records, front, title=study.study_name), run.pareto_png)

@@ -200,6 +200,8 @@ class TrialObjective:
         finetune = max(1, s.epochs // 3) if prune_ratio and s.epochs >= 2 else 0
         history: list[float] = []
         on_epoch = self._early_stop_hook(record.energy_per_inference_j, history) if s.early_stop else None
+        if ctx.progress is not None:
+            on_epoch = ctx.progress.epoch_hook(trial.number, s.epochs - finetune, on_epoch)
         meter = ctx.training_meter()
         meter.begin_window()
         result = train(model, ctx.data, TrainConfig(s.epochs - finetune, s.batch_size, s.lr, seed), ctx.train_device, on_epoch)

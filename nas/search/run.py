@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
+
 from nas.artifacts import artifact_dir
 from nas.errors import RunError
 from nas.report import build_report, format_table
@@ -42,6 +44,8 @@ def run_search(settings: SearchSettings) -> SearchResult:
             raise RunError(f"{run.path}: folder is not empty and is not a run folder; choose another --out")
         # workers (nas.workers) and server databases, which other machines may join, keep heartbeats
         storage = open_storage(url, heartbeat=not url.startswith("sqlite"))
+        if not settings.storage:
+            _check_one_study(run, storage, name)
         study = create_or_load_study(ctx, storage, name)
         set_target(study, settings)
         write_run_json(run, ctx, study, status="running")
@@ -78,7 +82,19 @@ def _foreign_files(run: RunFolder, url: str) -> list[str]:
     (its creation lock, WAL and shared-memory files): those of another process creating the study."""
     db = sqlite_path(url)
     ours = db.name if db is not None and db.parent.resolve() == run.path.resolve() else None
-    return [p.name for p in run.path.iterdir() if ours is None or not p.name.startswith(ours)]
+    return [p.name for p in run.path.iterdir() if (ours is None or not p.name.startswith(ours))
+            and not (p.name == "artifacts" and p.is_dir() and not any(p.iterdir()))]  # a start killed early
+
+
+def _check_one_study(run: RunFolder, storage: optuna.storages.BaseStorage, name: str) -> None:
+    """A run folder's study.db holds one study; a second one (a renamed folder rerun under its new
+    name, a mistyped --study) would bypass the check of changed settings, so it is refused."""
+    names = [s.study_name for s in storage.get_all_studies()]
+    if names and name not in names:
+        raise RunError(
+            f"{run.path}: study.db holds study {', '.join(map(repr, names))}, not {name!r}; "
+            f"resume it with --study {names[0]}, or choose another --out"
+        )
 
 
 __all__ = ["format_search", "run_search"]

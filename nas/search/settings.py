@@ -6,6 +6,8 @@ and the workers read the defaults and valid samplers from here.
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -126,23 +128,39 @@ class SearchSettings:
             raise ConfigError(f"--trials: expected an integer >= 1, got {self.trials}")
         if self.epochs < 1:
             raise ConfigError(f"--epochs: expected an integer >= 1, got {self.epochs}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"--timeout: expected a finite number of seconds > 0, got {self.timeout_s}")
         if self.threads < 1:
             raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
         if self.workers < 1:
             raise ConfigError(f"--workers: expected an integer >= 1, got {self.workers}")
+        cap = max_workers()
+        if self.workers > cap:
+            raise ConfigError(f"--workers: expected at most {cap} (4 x the {os.cpu_count() or 1} CPUs here), got {self.workers}")
         if self.sampler not in SAMPLERS and self.sampler not in CONTEXT_SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(sampler_names())})")
         for flag, value in (("--energy-budget", self.energy_budget_j), ("--latency-budget", self.latency_budget_s)):
-            if value is not None and not value > 0:
-                raise ConfigError(f"{flag}: expected a number > 0, got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{flag}: expected a finite number > 0, got {value}")
+        for flag, seed in (("--seed", self.seed), ("split_seed", self.split_seed)):
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise ConfigError(f"{flag}: expected an integer in [0, {MAX_SEED}], got {seed}")
         if self.early_stop_k < 1:
             raise ConfigError(f"--early-stop-k: expected an integer >= 1, got {self.early_stop_k}")
         if self.train_device not in TRAIN_DEVICES:
             raise ConfigError(f"--train-device: expected one of {', '.join(TRAIN_DEVICES)}, got {self.train_device!r}")
         if not self.measure_timeout_s > 0:
             raise ConfigError(f"--measure-timeout: expected seconds > 0, got {self.measure_timeout_s}")
+
+
+# Optuna's samplers take numpy seeds (< 2**32) and add the trials already run on resuming
+MAX_SEED = 2**31 - 1
+
+
+def max_workers() -> int:
+    """Most local worker processes a search may start: 4 per CPU (each trains with >= 1 thread;
+    more only time-slices, and a typo like `--workers 1000` would fill the process table)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -189,8 +207,8 @@ class WorkerSettings:
             raise ConfigError(f"--threads: expected an integer >= 1, got {self.threads}")
         if self.trials is not None and self.trials < 1:
             raise ConfigError(f"--trials: expected an integer >= 1, got {self.trials}")
-        if self.timeout_s is not None and self.timeout_s <= 0:
-            raise ConfigError(f"--timeout: expected seconds > 0, got {self.timeout_s}")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"--timeout: expected a finite number of seconds > 0, got {self.timeout_s}")
         if self.train_device is not None and self.train_device not in TRAIN_DEVICES:
             raise ConfigError(f"--train-device: expected one of {', '.join(TRAIN_DEVICES)}, got {self.train_device!r}")
         if self.claim_grace_s is not None and not self.claim_grace_s > 0:

@@ -30,6 +30,14 @@ def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorag
     resolved = ctx.resolved()
 
     def init(study: optuna.Study) -> None:
+        wanted = [str(o.direction).lower() for o in ctx.objectives]
+        if [d.name.lower() for d in study.directions] != wanted:
+            raise RunError(f"study {name!r} has {len(study.directions)} objective(s) "
+                           f"({', '.join(d.name.lower() for d in study.directions)}), not {len(wanted)}; "
+                           "use another --out / --study")
+        if study.user_attrs.get(SETTINGS_ATTR) is None and study.get_trials(deepcopy=False):
+            raise RunError(f"study {name!r} holds trials but was not made by energy-nas (no {SETTINGS_ATTR!r} "
+                           "attribute); use another --out / --study")
         if study.user_attrs.get(SETTINGS_ATTR) is None:  # new: store what the numbers mean
             study.set_metric_names([o.metric for o in ctx.objectives])
             study.set_user_attr("nas.space", ctx.space_doc)

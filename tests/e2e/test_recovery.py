@@ -86,7 +86,7 @@ def test_sigint_stops_cleanly_after_writing_the_results(tmp_path, workers):
     failed = trials(url, f"int{workers}", "FAIL")
     assert failed and all(t.user_attrs.get("fail_reason") == "interrupted" for t in failed)
     complete = trials(url, f"int{workers}", "COMPLETE")
-    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     front = {row["trial"] for row in json.loads((out / "pareto.json").read_text())["front"]}
     assert front == nondominated(complete)
 
