@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from nas.energy.estimate import EstimateMeter
 from nas.models import ELEMENTWISE_MACS, ModelStats, build_model, model_stats
 from nas.models.moe import MixtureOfExperts
 from nas.models.ssm import SelectiveScan
-from nas.models.transformer import SelfAttention
+from nas.models.transformer import FeedForward, SelfAttention
 
 FEW = settings(max_examples=10, deadline=None)
 
@@ -109,12 +110,26 @@ def test_idle_experts_add_parameters_but_no_macs_or_energy(experts, extra, top_k
     # MACs: only the router's extra logits; weights read: only the router's extra rows
     assert big.macs - small.macs == tokens * router_in * extra
     assert big.weights_read - small.weights_read == extra * (router_in + 1)
-    # estimated energy: grows by no more than the router's extra work estimated on its own
+    # the operator-level estimate reads no weights of an operator over zero rows: the graph's weight
+    # reads grow by the router's extra rows only
+    def graph_weights(stats: ModelStats) -> int:
+        return sum(op.weight_elems for op in stats.operators.calls())
+
+    assert graph_weights(big) - graph_weights(small) == extra * (router_in + 1)
+    # estimated energy: grows (the router's extra logits and each expert's routing check, which eager
+    # PyTorch runs for an idle expert too), but an idle expert's size costs nothing: idle experts
+    # eight times as wide give the same estimate
     meter = EstimateMeter(load_profile("cpu-host"))
     energy = lambda stats: meter.estimate(stats, "fp32", 1).energy_per_inference_j  # noqa: E731
-    router_only = ModelStats(params=extra * (router_in + 1), macs=tokens * router_in * extra,
-                             activation_elems=tokens * extra, input_elems=0)
-    assert 0 <= energy(big) - energy(small) <= energy(router_only) * (1 + 1e-9)
+    wide = copy.deepcopy(grown)
+    for moe in (m for m in wide.modules() if isinstance(m, MixtureOfExperts)):
+        for i in range(experts, experts + extra):
+            act = type(moe.experts[i].net[1])
+            moe.experts[i] = FeedForward(router_in, 8 * width, act, 0.0)
+    wide_stats = model_stats(wide.eval(), (1, 8, 8))
+    assert wide_stats.params > big.params
+    assert energy(big) - energy(small) >= 0
+    assert energy(wide_stats) == pytest.approx(energy(big), rel=1e-12)
 
 
 def test_sixteen_experts_top1_cost_about_one_dense_expert():

@@ -63,7 +63,9 @@ _FUSABLE_ACTIVATIONS = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "clam
 class Operator:
     """One operator call at inference, for one input sample (batch 1).
 
-    `kind`: conv | matmul | batch_norm | pool | activation | elementwise | copy | other | view.
+    `kind`: conv | matmul | batch_norm | pool | activation | elementwise | copy | other | view |
+    empty (an operator over zero elements, e.g. an idle mixture-of-experts expert given no rows:
+    no arithmetic, no output written, so no weight read either; counted as free like a view).
     `macs`: multiply-accumulates (torch.utils.flop_counter's FLOPs / 2; 0 for non-MAC operators).
     `element_ops`: non-MAC arithmetic, in operations on single elements (e.g. a 3x3 average pool:
     9 per output element). `activation_elems`: elements read and written that scale with the
@@ -82,8 +84,8 @@ class Operator:
 
     @property
     def free(self) -> bool:
-        """Views cost nothing: no call into a kernel, no data moved."""
-        return self.kind == "view"
+        """Views and operators over zero elements cost nothing: no arithmetic, no data moved."""
+        return self.kind in ("view", "empty")
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,9 @@ class _Recorder(TorchDispatchMode):
             except Exception:  # a formula that cannot handle these arguments: counted as 0 MACs
                 macs = 0
         out_elems = sum(int(o.numel()) for o in flat_out[:1])
+        if out_elems == 0:  # nothing computed (zero rows): no weights need reading
+            self.ops.append(Operator(name, "empty", inputs=inputs, output=output))
+            return out
         act_elems = sum(int(t.numel()) for t in acts if t.dim() > 0) + out_elems
         weight_elems = sum(int(t.numel()) for t in weights)
         if name in _MAC_KINDS or macs > 0:
