@@ -31,7 +31,7 @@ from torch import nn
 from nas.config import load_profile, load_space
 from nas.energy.estimate import estimate_module
 from nas.measurements import parse_input_shape
-from nas.models import build_model
+from nas.models import architecture_label, build_model
 from nas.space import sample
 
 
@@ -121,7 +121,7 @@ def check(space_name: str, input_shape: tuple[int, ...], networks: int, profile_
             t = forward_time_s(model, x)
         measured = t * active_w / batch
         ratios.append(est / measured)
-        print(f"{i:>3} {est:>11.3e} {measured:>11.3e} {est / measured:>6.2f} {t * 1e3:>7.3f}  {arch.describe()}")
+        print(f"{i:>3} {est:>11.3e} {measured:>11.3e} {est / measured:>6.2f} {t * 1e3:>7.3f}  {architecture_label(arch)}")
     inside = sum(0.5 <= r <= 2.0 for r in ratios)
     print(f"ratio estimate / (time x active power): min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, "
           f"max {max(ratios):.2f}; {inside}/{len(ratios)} within 2x")

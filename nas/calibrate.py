@@ -54,7 +54,7 @@ from nas.measurements import (
     MeasuredNetwork,
     read_measurements,
 )
-from nas.models import build_model, family_names, get_family
+from nas.models import architecture_label, build_model, family_names, get_family
 
 
 # ----------------------------------------------------------------------------------- reference set
@@ -180,7 +180,7 @@ def calibrate_from_csv(name_or_path: str | Path, csv_path: str | Path, output: s
 
 
 def _short_name(m: MeasuredNetwork) -> str:
-    return f"row {m.row}: {m.architecture.describe()}"
+    return f"row {m.row}: {architecture_label(m.architecture)}"
 
 
 # ----------------------------------------------------------------------------------- on the device
@@ -210,12 +210,14 @@ def sensor_meter(profile: HardwareProfile) -> Meter:
 def calibrate_profile(
     name_or_path: str | Path, output: str | Path | None = None, *, meter: Meter | None = None,
     models: Sequence[ReferenceModel] = REFERENCE_MODELS, seed: int = 0, write: bool = True,
+    regularization: float = REGULARIZATION,
 ) -> Calibration:
     """Measure the reference models with the profile's sensor, fit (the same fit as
     `calibrate_from_csv`), and write the calibrated profile.
 
     `output` defaults to NAME-calibrated.yaml in the current folder. `meter` replaces the profile's
-    own sensor meter (tests pass one driving a fake device); it must not be the estimate. Raises
+    own sensor meter (tests pass one driving a fake device); it must not be the estimate.
+    `regularization`: the weight of the pull toward the profile's values (see `nas.fitting.fit`). Raises
     ConfigError for an estimate profile, MeterUnavailable when the sensor is absent.
     """
     path, doc, profile = _load(name_or_path)
@@ -253,7 +255,8 @@ def calibrate_profile(
     return _fit_and_build(profile, doc, path, runtime, rows, [r.energy_per_inference_j for r in records],
                           [m.name for m in models], counts, [r.spread_j for r in records], [profile.precision],
                           f"{len(models)} reference networks measured on {device_name}", None, device_name,
-                          f"{records[0].method}, {records[0].objective_uses} energy", output, write)
+                          f"{records[0].method}, {records[0].objective_uses} energy", output, write,
+                          regularization)
 
 
 

@@ -279,6 +279,11 @@ class GraphRecorder:
         self._module = module
         self._memo: _Memo = {} if memo is None else memo
         self._patched: list[nn.Module] = []
+        # recorded with autograd dispatch on even inside torch.inference_mode (a measurement's
+        # forward): there a composite operator reaches the mode whole (aten.linear, not t + addmm),
+        # which flop_counter's formulas do not know (0 MACs) and whose weight views go unrecognised
+        self._normal = torch.inference_mode(False)
+        self._no_grad = torch.no_grad()
 
     def __enter__(self) -> GraphRecorder:
         if self._module is not None:
@@ -287,11 +292,15 @@ class GraphRecorder:
                         c.__dict__.get("graph_memo", False) for c in type(m).__mro__):
                     m.forward = self._memoized(m, m.forward)  # an instance attribute, removed on exit
                     self._patched.append(m)
+        self._normal.__enter__()
+        self._no_grad.__enter__()
         self._mode.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._mode.__exit__(*exc)
+        self._no_grad.__exit__(*exc)
+        self._normal.__exit__(*exc)
         for m in self._patched:
             del m.forward
         self._patched.clear()
@@ -335,7 +344,8 @@ def operator_graph(module: nn.Module, input_shape: Iterable[int], dtype: torch.d
     shape = tuple(int(s) for s in input_shape)
     weights = [*module.parameters(), *module.buffers()]
     device = weights[0].device if weights else torch.device("cpu")
-    x = torch.zeros((1, *shape), dtype=dtype, device=device)
+    with torch.inference_mode(False):  # a normal tensor even when called inside inference_mode
+        x = torch.zeros((1, *shape), dtype=dtype, device=device)
     was_training = module.training
     module.eval()
     try:

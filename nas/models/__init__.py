@@ -117,7 +117,8 @@ def model_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
     accepted so that every op is counted.
     """
     params = sum(p.numel() for p in model.parameters())
-    x = torch.zeros(1, *input_shape)
+    with torch.inference_mode(False):  # a normal tensor even inside a measurement's inference_mode,
+        x = torch.zeros(1, *input_shape)  # so that the operators recorded do not depend on the caller
     outputs = 0
     idle: dict[int, nn.Module] = {}
     leaves = [m for m in model.modules() if not list(m.children())]

@@ -99,7 +99,10 @@ def test_fit_reproduces_measurements_and_predicts_an_unseen_model(synthetic_gpu,
     path, meter, true_profile = synthetic_gpu
     refs = [r for r in REFERENCE_MODELS if r.name != "cnn-conv-wide"][:9]
     out = tmp_path / "calibrated.yaml"
-    c = calibrate_profile(path, out, meter=meter, models=refs)
+    # no pull toward the profile's values: the synthetic truth is 500x (per MAC) to 16,000x (per DRAM
+    # byte) the H100 profile's datasheet figures, which the default pull (relative units) would hold
+    # back; the fake measurements are exact up to mJ counter steps, so the plain fit must recover it
+    c = calibrate_profile(path, out, meter=meter, models=refs, regularization=0.0)
 
     assert [p.name for p in c.points] == [r.name for r in refs]
     for p, ref in zip(c.points, refs, strict=True):
