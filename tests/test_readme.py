@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -107,6 +108,7 @@ def test_readme_commands_work_pasted_in_order(tmp_path, monkeypatch, capsys):
     blocks = readme_blocks()
     assert len(blocks) >= 5
     monkeypatch.chdir(tmp_path)
+    shutil.copytree(REPO / "examples", tmp_path / "examples")  # the repository files the README names
     (tmp_path / "tiny-bench.yaml").write_text(TINY_BENCH)
     monkeypatch.delenv("NAS_STORAGE", raising=False)
     times = []

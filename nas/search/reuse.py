@@ -11,6 +11,7 @@ not spent again (`training.energy_j` of the copy is 0, the original's figure is 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,16 +20,38 @@ import optuna
 from nas.trial_rows import set_user_attrs
 
 DUPLICATE_ATTR = "duplicate_of"
+TWIN_WAIT_S = 600.0  # longest wait for an earlier RUNNING trial of the same genotype (s)
+TWIN_POLL_S = 0.2  # how often that trial's state is read again (s)
+_COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 # attributes that describe the original process's run, not the network
 _NOT_COPIED = ("phases_s", "host", "pid", "fail_reason", "fail_message")
 
 
-def evaluated_twin(study: optuna.Study, params: dict[str, Any], number: int) -> optuna.trial.FrozenTrial | None:
-    """The first complete trial of `study`, other than trial `number`, with exactly `params`."""
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if t.number != number and t.params == params and DUPLICATE_ATTR not in t.user_attrs:
-            return t
-    return None
+def evaluated_twin(
+    study: optuna.Study, params: dict[str, Any], number: int, wait_s: float = TWIN_WAIT_S
+) -> optuna.trial.FrozenTrial | None:
+    """The first complete trial of `study`, other than trial `number`, with exactly `params`.
+
+    With several workers, two of them can sample the same genotype at the same moment. The trial
+    with the higher number then waits (polling every `TWIN_POLL_S` seconds, at most `wait_s`
+    seconds) for a RUNNING earlier twin to finish and reuses its result; an earlier trial never
+    waits for a later one, so two twins never wait for each other. Returns None when there is no
+    twin, when the running twin fails, or when it is still running after `wait_s` (then this trial
+    trains the network itself).
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        running = None
+        for t in study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING)):
+            if t.number == number or t.params != params or DUPLICATE_ATTR in t.user_attrs:
+                continue
+            if t.state == _COMPLETE:
+                return t
+            if t.number < number and running is None:
+                running = t
+        if running is None or time.monotonic() >= deadline:
+            return None
+        time.sleep(TWIN_POLL_S)
 
 
 def reuse(trial: optuna.Trial, objective_names: Sequence[str]) -> tuple[float, ...] | None:

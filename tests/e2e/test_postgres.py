@@ -94,7 +94,10 @@ def test_a_search_and_two_workers_share_a_postgres_study(postgres_url, tmp_path)
     assert 12 <= len(complete) <= 13  # each worker may finish the trial it had in flight
     numbers = sorted(t.number for t in every)
     assert numbers == list(range(len(every))), "trial numbers repeat or skip"
-    assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete), "a candidate ran twice"
+    trained = [t for t in complete if "duplicate_of" not in t.user_attrs]  # the rest reused a twin
+    assert len({tuple(sorted(t.params.items())) for t in trained}) == len(trained), "a candidate ran twice"
+    by_number = {t.number: t for t in complete}
+    assert all(by_number[t.user_attrs["duplicate_of"]].params == t.params for t in complete if t not in trained)
     worker_pids = {t.user_attrs["pid"] for t in complete if t.number >= 2}
     assert len(worker_pids) == 2, "both workers should have run trials"
     assert all(t.user_attrs["host"] == socket.gethostname() and t.user_attrs["device"] for t in complete)

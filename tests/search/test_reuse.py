@@ -72,3 +72,31 @@ def test_front_lists_each_network_once():
     front = pareto_front(records, objectives)
     # the first trial of network a, network b tied with it (a different network), and b's cheaper point
     assert [r.number for r in front] == [4, 1, 2]
+
+
+def test_a_later_twin_waits_for_the_running_earlier_one_and_reuses_it():
+    """Two workers that sample the same genotype at once: the later trial waits, it does not train."""
+    import threading
+
+    from nas.search.reuse import evaluated_twin
+
+    dist = {"width": optuna.distributions.CategoricalDistribution([8])}  # both workers draw width 8
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    first, second = study.ask(dist), study.ask(dist)
+    finisher = threading.Timer(0.3, lambda: study.tell(first, [0.9, 1e-6]))
+    finisher.start()
+    twin = evaluated_twin(study, second.params, second.number, wait_s=60)
+    finisher.join()
+    assert twin is not None and twin.number == first.number and twin.values == [0.9, 1e-6]
+
+
+def test_an_earlier_trial_never_waits_for_a_later_twin_and_a_failed_twin_is_not_reused():
+    from nas.search.reuse import evaluated_twin
+
+    dist = {"width": optuna.distributions.CategoricalDistribution([8])}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    first, second = study.ask(dist), study.ask(dist)
+    # the earlier trial returns at once although its later twin is running (wait_s would be hit otherwise)
+    assert evaluated_twin(study, first.params, first.number, wait_s=3600) is None
+    study.tell(first, state=optuna.trial.TrialState.FAIL)
+    assert evaluated_twin(study, second.params, second.number, wait_s=3600) is None
