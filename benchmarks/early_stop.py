@@ -26,8 +26,18 @@ from nas.search import SearchSettings, run_search
 
 def one(out: Path, seed: int, args: argparse.Namespace, early: bool) -> tuple[list, float, float]:
     t0 = time.perf_counter()
-    run_search(SearchSettings(space=args.space, dataset=args.dataset, trials=args.trials, epochs=args.epochs,
-                              seed=seed, early_stop=early, early_stop_k=args.k, out=str(out)))
+    run_search(
+        SearchSettings(
+            space=args.space,
+            dataset=args.dataset,
+            trials=args.trials,
+            epochs=args.epochs,
+            seed=seed,
+            early_stop=early,
+            early_stop_k=args.k,
+            out=str(out),
+        )
+    )
     wall = time.perf_counter() - t0
     study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out}/study.db")
     records = trial_records(study, parse_objectives("accuracy,energy"))
@@ -53,16 +63,24 @@ def main() -> None:
             ref = ReferencePoint(0.0, 1.1 * top, "per seed: accuracy 0, 1.1 x the largest energy of both runs")
             hv_b, hv_e = hypervolume(base, ref), hypervolume(early, ref)
             stopped = sum(1 for r in early if r.attrs.get("stopped_early_at_epoch"))
-            rows.append((seed, spent_b, spent_e, 1 - spent_e / spent_b, hv_b, hv_e, hv_e / hv_b - 1, wall_b, wall_e, stopped))
+            rows.append(
+                (seed, spent_b, spent_e, 1 - spent_e / spent_b, hv_b, hv_e, hv_e / hv_b - 1, wall_b, wall_e, stopped)
+            )
     print(f"space={args.space} dataset={args.dataset} trials={args.trials} epochs={args.epochs} k={args.k}")
-    print("| seed | training J (off) | training J (on) | energy saved | HV (off) | HV (on) | HV change | wall s off/on | stopped |")
+    print(
+        "| seed | training J (off) | training J (on) | energy saved | HV (off) | HV (on) | HV change | wall s off/on | stopped |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]:.4g} | {r[2]:.4g} | {r[3]:.1%} | {r[4]:.4g} | {r[5]:.4g} | {r[6]:+.2%} | {r[7]:.1f}/{r[8]:.1f} | {r[9]}/{args.trials} |")
+        print(
+            f"| {r[0]} | {r[1]:.4g} | {r[2]:.4g} | {r[3]:.1%} | {r[4]:.4g} | {r[5]:.4g} | {r[6]:+.2%} | {r[7]:.1f}/{r[8]:.1f} | {r[9]}/{args.trials} |"
+        )
     saved = [r[3] for r in rows]
     change = [r[6] for r in rows]
-    print(f"median energy saved {statistics.median(saved):.1%} (min {min(saved):.1%}, max {max(saved):.1%}); "
-          f"median hypervolume change {statistics.median(change):+.2%} (min {min(change):+.2%}, max {max(change):+.2%})")
+    print(
+        f"median energy saved {statistics.median(saved):.1%} (min {min(saved):.1%}, max {max(saved):.1%}); "
+        f"median hypervolume change {statistics.median(change):+.2%} (min {min(change):+.2%}, max {max(change):+.2%})"
+    )
 
 
 if __name__ == "__main__":

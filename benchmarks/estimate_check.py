@@ -107,8 +107,10 @@ def check(space_name: str, input_shape: tuple[int, ...], networks: int, profile_
     batch = profile.batch_size
     x = torch.rand(batch, *input_shape)
     ratios = []
-    print(f"profile {profile.name} ({profile.runtime.name}), batch {batch}, active power {active_w:g} W, "
-          f"space {space.name}, input {'x'.join(map(str, input_shape))}, torch threads 1")
+    print(
+        f"profile {profile.name} ({profile.runtime.name}), batch {batch}, active power {active_w:g} W, "
+        f"space {space.name}, input {'x'.join(map(str, input_shape))}, torch threads 1"
+    )
     print(f"{'#':>3} {'estimate J':>11} {'time x P J':>11} {'ratio':>6} {'fwd ms':>7}  architecture")
     for i in range(networks):
         trial = study.ask()
@@ -121,10 +123,14 @@ def check(space_name: str, input_shape: tuple[int, ...], networks: int, profile_
             t = forward_time_s(model, x)
         measured = t * active_w / batch
         ratios.append(est / measured)
-        print(f"{i:>3} {est:>11.3e} {measured:>11.3e} {est / measured:>6.2f} {t * 1e3:>7.3f}  {architecture_label(arch)}")
+        print(
+            f"{i:>3} {est:>11.3e} {measured:>11.3e} {est / measured:>6.2f} {t * 1e3:>7.3f}  {architecture_label(arch)}"
+        )
     inside = sum(0.5 <= r <= 2.0 for r in ratios)
-    print(f"ratio estimate / (time x active power): min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, "
-          f"max {max(ratios):.2f}; {inside}/{len(ratios)} within 2x")
+    print(
+        f"ratio estimate / (time x active power): min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, "
+        f"max {max(ratios):.2f}; {inside}/{len(ratios)} within 2x"
+    )
     return 0 if inside == len(ratios) else 1
 
 

@@ -38,8 +38,16 @@ from nas.fitting import Quality
 from nas.measurements import GraphCache, estimate_networks
 
 # `../shared/data/nb201-pi5/` beside the checkout (a worktree one level deeper finds it too)
-DATA = next((p for p in (Path(__file__).resolve().parents[k] / "shared" / "data" / "nb201-pi5" / "cifar100-onnx.csv"
-                         for k in (2, 3)) if p.exists()), Path("../shared/data/nb201-pi5/cifar100-onnx.csv"))
+DATA = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[k] / "shared" / "data" / "nb201-pi5" / "cifar100-onnx.csv" for k in (2, 3)
+        )
+        if p.exists()
+    ),
+    Path("../shared/data/nb201-pi5/cifar100-onnx.csv"),
+)
 
 
 def split(data: Path, out: Path, limit: int | None) -> tuple[Path, Path, int]:
@@ -79,8 +87,9 @@ def main() -> int:
     t0 = time.perf_counter()
     calibrated_path = a.out / "raspberry-pi-5-onnxruntime.yaml"
     cache = GraphCache()
-    cal = calibrate_from_csv("raspberry-pi-5", train, calibrated_path, runtime="onnxruntime", num_classes=100,
-                             cache=cache)
+    cal = calibrate_from_csv(
+        "raspberry-pi-5", train, calibrated_path, runtime="onnxruntime", num_classes=100, cache=cache
+    )
     t_cal = time.perf_counter() - t0
     t0 = time.perf_counter()
     calibrated = load_profile(calibrated_path)
@@ -88,8 +97,9 @@ def main() -> int:
     t_est = time.perf_counter() - t0
     measured = [r.measured_j for r in rows]
     estimate = Quality.of([r.estimate.energy_per_inference_j for r in rows], measured)
-    prior_rows = estimate_networks(load_profile("raspberry-pi-5"), csv_path=others, num_classes=100,
-                                   runtime="onnxruntime", cache=cache)
+    prior_rows = estimate_networks(
+        load_profile("raspberry-pi-5"), csv_path=others, num_classes=100, runtime="onnxruntime", cache=cache
+    )
     prior = Quality.of([r.estimate.energy_per_inference_j for r in prior_rows], measured)
     ratio = float(np.median([r.estimate.energy_per_inference_j / r.measured_j for r in prior_rows]))
     # one coefficient: energy = k x MACs, least squares on relative errors over the same 20
@@ -99,9 +109,14 @@ def main() -> int:
     k = float(np.sum(macs_t / y_t) / np.sum((macs_t / y_t) ** 2))
     kmacs = Quality.of([k * r.estimate.macs for r in rows], measured)
     summary = {
-        "data": str(a.data), "representatives": n, "train": 20, "others": len(rows),
-        "calibration": cal.to_dict()["cross_validation"], "coefficients": {c.name: c.after for c in cal.coefficients},
-        "estimate_on_others": estimate.to_dict(), "uncalibrated_on_others": {**prior.to_dict(), "median_ratio": ratio},
+        "data": str(a.data),
+        "representatives": n,
+        "train": 20,
+        "others": len(rows),
+        "calibration": cal.to_dict()["cross_validation"],
+        "coefficients": {c.name: c.after for c in cal.coefficients},
+        "estimate_on_others": estimate.to_dict(),
+        "uncalibrated_on_others": {**prior.to_dict(), "median_ratio": ratio},
         "k_macs_on_others": {**kmacs.to_dict(), "k_j_per_mac": k},
         "seconds": {"calibrate": round(t_cal, 1), "estimate": round(t_est, 1)},
     }

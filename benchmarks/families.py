@@ -39,8 +39,17 @@ def main() -> None:
     out = Path(args.out)
     if not args.summarise_only:
         t0 = time.perf_counter()
-        run_search(SearchSettings(space="families", dataset=args.dataset, trials=args.trials, epochs=args.epochs,
-                                  sampler=args.sampler, seed=args.seed, out=str(out)))
+        run_search(
+            SearchSettings(
+                space="families",
+                dataset=args.dataset,
+                trials=args.trials,
+                epochs=args.epochs,
+                sampler=args.sampler,
+                seed=args.seed,
+                out=str(out),
+            )
+        )
         print(f"search: {time.perf_counter() - t0:.0f} s wall")
     study = optuna.load_study(study_name=out.resolve().name, storage=f"sqlite:///{out}/study.db")
     objectives = parse_objectives("accuracy,energy")
@@ -56,8 +65,13 @@ def main() -> None:
         best = max(rs, key=lambda r: r.accuracy)
         low = min(rs, key=lambda r: r.energy_per_inference_j)
         on = sorted((r for r in rs if r.number in front), key=lambda r: r.energy_per_inference_j)
-        members = "; ".join(f"#{r.number} {r.accuracy:.3f}, {r.energy_per_inference_j * 1e6:.2f} uJ, {r.attrs.get('arch', '')}, {r.macs:,} MACs, {r.params:,} params"
-                            for r in on) or "none"
+        members = (
+            "; ".join(
+                f"#{r.number} {r.accuracy:.3f}, {r.energy_per_inference_j * 1e6:.2f} uJ, {r.attrs.get('arch', '')}, {r.macs:,} MACs, {r.params:,} params"
+                for r in on
+            )
+            or "none"
+        )
         print(f"| {fam} | {len(rs)} | {best.accuracy:.3f} | {low.energy_per_inference_j * 1e6:.2f} uJ | {members} |")
 
 

@@ -22,8 +22,10 @@ from nas.tabular import key_of, load_table
 def table_front(table_path: str) -> list[tuple[float, float, str, str]]:
     """(accuracy, energy, architecture, params key) of the table's front, cheapest first."""
     table = load_table(table_path)
-    rows = sorted(((r["values"]["accuracy"], r["values"]["energy"], r["user_attrs"]["arch"], k)
-                   for k, r in table.rows.items()), key=lambda p: (p[1], -p[0]))
+    rows = sorted(
+        ((r["values"]["accuracy"], r["values"]["energy"], r["user_attrs"]["arch"], k) for k, r in table.rows.items()),
+        key=lambda p: (p[1], -p[0]),
+    )
     front, best = [], float("-inf")
     for row in rows:
         if row[0] > best:
@@ -45,8 +47,11 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "run"
-            run_search(SearchSettings(table=args.table, sampler=args.sampler, seed=seed, trials=args.trials,
-                                      out=str(out), progress=False))
+            run_search(
+                SearchSettings(
+                    table=args.table, sampler=args.sampler, seed=seed, trials=args.trials, out=str(out), progress=False
+                )
+            )
             study = optuna.load_study(study_name="run", storage=f"sqlite:///{out}/study.db")
             tried[seed] = {key_of(t.params) for t in study.get_trials(deepcopy=False)}
     print(f"{args.table}: {len(front)} front models; {args.sampler}, {args.trials} trials")

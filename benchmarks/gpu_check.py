@@ -34,12 +34,20 @@ from nas.models import build_model, model_stats  # noqa: E402
 
 INPUT_SHAPE = (3, 32, 32)
 MODELS = {
-    "small MLP [256, 64]": {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0},
-                            "units": [{"width": 256}, {"width": 64}]},
-    "CNN conv 64/128/256": {"family": "cnn", "params": {"activation": "relu", "width_multiplier": 1.0},
-                            "units": [{"block": "conv", "channels": 64, "kernel": 3, "repeats": 2, "stride": 1},
-                                      {"block": "conv", "channels": 128, "kernel": 3, "repeats": 2, "stride": 2},
-                                      {"block": "conv", "channels": 256, "kernel": 3, "repeats": 2, "stride": 2}]},
+    "small MLP [256, 64]": {
+        "family": "mlp",
+        "params": {"activation": "relu", "dropout": 0.0},
+        "units": [{"width": 256}, {"width": 64}],
+    },
+    "CNN conv 64/128/256": {
+        "family": "cnn",
+        "params": {"activation": "relu", "width_multiplier": 1.0},
+        "units": [
+            {"block": "conv", "channels": 64, "kernel": 3, "repeats": 2, "stride": 1},
+            {"block": "conv", "channels": 128, "kernel": 3, "repeats": 2, "stride": 2},
+            {"block": "conv", "channels": 256, "kernel": 3, "repeats": 2, "stride": 2},
+        ],
+    },
 }
 
 
@@ -99,10 +107,18 @@ def main() -> None:
     meter = NvmlMeter(profile)
     info = meter.sensor.info
     result: dict = {
-        "gpu": info.name, "driver": info.driver_version, "uuid": info.uuid, "nvml_mode": info.mode,
-        "method": meter.sensor.method, "profile": profile.name, "profile_choice": how,
-        "torch": torch.__version__, "cuda": torch.version.cuda,
-        "protocol": profile.protocol.__dict__, "batch_size": profile.batch_size, "precision": profile.precision,
+        "gpu": info.name,
+        "driver": info.driver_version,
+        "uuid": info.uuid,
+        "nvml_mode": info.mode,
+        "method": meter.sensor.method,
+        "profile": profile.name,
+        "profile_choice": how,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "protocol": profile.protocol.__dict__,
+        "batch_size": profile.batch_size,
+        "precision": profile.precision,
     }
     with meter.device_lock():
         result["idle"] = meter.idle_baseline().to_dict()
@@ -145,9 +161,12 @@ def markdown(r: dict) -> str:
         f"- idle baseline: {idle['power_w']:.1f} W over {idle['window_s']:.2f} s; counter update period "
         f"{idle['update_period_s'] * 1000:.1f} ms ({idle['update_period_method']}, {idle['updates']} updates seen)",
         f"- busy window {busy['window_s']:.2f} s of bf16 matmuls: "
-        + (f"counter {busy['counter_j']:.2f} J, integrated power {busy['integrated_power_j']:.2f} J "
-           f"({busy['power_samples']} samples), ratio {busy['power_over_counter']:.3f}"
-           if "counter_j" in busy else f"integrated power {busy['integrated_power_j']:.2f} J"),
+        + (
+            f"counter {busy['counter_j']:.2f} J, integrated power {busy['integrated_power_j']:.2f} J "
+            f"({busy['power_samples']} samples), ratio {busy['power_over_counter']:.3f}"
+            if "counter_j" in busy
+            else f"integrated power {busy['integrated_power_j']:.2f} J"
+        ),
         "",
         "| model | params | MACs | gross J/inf | net J/inf | spread J | latency/batch | window s | measurement s |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -159,8 +178,10 @@ def markdown(r: dict) -> str:
             f"{m['window_s']:.2f} | {m['measurement_s']:.2f} |"
         )
     t = r["training_window"]
-    lines.append(f"\n- training window (50 Adam steps, batch 256): {t['energy_j']:.2f} J gross, "
-                 f"{t['net_energy_j']:.2f} J net over {t['duration_s']:.2f} s")
+    lines.append(
+        f"\n- training window (50 Adam steps, batch 256): {t['energy_j']:.2f} J gross, "
+        f"{t['net_energy_j']:.2f} J net over {t['duration_s']:.2f} s"
+    )
     return "\n".join(lines)
 
 

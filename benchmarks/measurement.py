@@ -43,8 +43,11 @@ from nas.train import set_threads
 
 CANDIDATES = {
     "mlp[32] relu": {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0}, "units": [{"width": 32}]},
-    "mlp[256, 256, 128] relu": {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0},
-                                "units": [{"width": 256}, {"width": 256}, {"width": 128}]},
+    "mlp[256, 256, 128] relu": {
+        "family": "mlp",
+        "params": {"activation": "relu", "dropout": 0.0},
+        "units": [{"width": 256}, {"width": 256}, {"width": 128}],
+    },
 }
 J_PER_KWH = 3.6e6
 
@@ -68,19 +71,32 @@ def ours(meter: Any, model: torch.nn.Module, stats: Any, data: Any, profile: Any
         record = measure_model(meter, model, stats, data, profile)
         costs.append(time.perf_counter() - t0)
         values.append(record.energy_per_inference_j)
-    return {"method": record.method, "energy_per_inference_j": statistics.median(values),
-            "spread_j": max(values) - min(values), "cost_s_median": statistics.median(costs),
-            "cost_s_max": max(costs), "latency_s": record.latency_s, "latency_method": record.latency_method}
+    return {
+        "method": record.method,
+        "energy_per_inference_j": statistics.median(values),
+        "spread_j": max(values) - min(values),
+        "cost_s_median": statistics.median(costs),
+        "cost_s_max": max(costs),
+        "latency_s": record.latency_s,
+        "latency_method": record.latency_method,
+    }
 
 
-def codecarbon_once(model: torch.nn.Module, batch: torch.Tensor, window_s: float, interval_s: float | None,
-                    lines: _Lines, out_dir: str) -> dict[str, Any]:
+def codecarbon_once(
+    model: torch.nn.Module, batch: torch.Tensor, window_s: float, interval_s: float | None, lines: _Lines, out_dir: str
+) -> dict[str, Any]:
     from codecarbon import OfflineEmissionsTracker
 
     kwargs = {"measure_power_secs": interval_s} if interval_s is not None else {}
     t0 = time.perf_counter()
-    tracker = OfflineEmissionsTracker(country_iso_code="USA", save_to_file=False, output_dir=out_dir,
-                                      log_level="info", allow_multiple_runs=True, **kwargs)
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="USA",
+        save_to_file=False,
+        output_dir=out_dir,
+        log_level="info",
+        allow_multiple_runs=True,
+        **kwargs,
+    )
     cc_logger = logging.getLogger("codecarbon")
     for h in cc_logger.handlers:
         if h is not lines:
@@ -101,11 +117,19 @@ def codecarbon_once(model: torch.nn.Module, batch: torch.Tensor, window_s: float
     d = tracker.final_emissions_data
     inferences = batches * batch.shape[0]
     return {
-        "overhead_s": (t1 - t0) + (t2 - t1) + (t4 - t3), "start_s": t2 - t1, "stop_s": t4 - t3,
-        "window_s": t3 - t2, "inferences": inferences,
-        "energy_j": d.energy_consumed * J_PER_KWH, "energy_per_inference_j": d.energy_consumed * J_PER_KWH / inferences,
-        "cpu_j": d.cpu_energy * J_PER_KWH, "ram_j": d.ram_energy * J_PER_KWH, "cpu_power_w": d.cpu_power,
-        "ram_power_w": d.ram_power, "tracking_mode": d.tracking_mode, "cpu_model": d.cpu_model,
+        "overhead_s": (t1 - t0) + (t2 - t1) + (t4 - t3),
+        "start_s": t2 - t1,
+        "stop_s": t4 - t3,
+        "window_s": t3 - t2,
+        "inferences": inferences,
+        "energy_j": d.energy_consumed * J_PER_KWH,
+        "energy_per_inference_j": d.energy_consumed * J_PER_KWH / inferences,
+        "cpu_j": d.cpu_energy * J_PER_KWH,
+        "ram_j": d.ram_energy * J_PER_KWH,
+        "cpu_power_w": d.cpu_power,
+        "ram_power_w": d.ram_power,
+        "tracking_mode": d.tracking_mode,
+        "cpu_model": d.cpu_model,
         "hardware": list(tracker._conf.get("hardware", [])),
     }
 
@@ -114,7 +138,8 @@ def summarize_cc(runs: list[dict[str, Any]]) -> dict[str, Any]:
     per_inf = [r["energy_per_inference_j"] for r in runs]
     med = statistics.median(per_inf)
     return {
-        "energy_per_inference_j": med, "spread_j": max(per_inf) - min(per_inf),
+        "energy_per_inference_j": med,
+        "spread_j": max(per_inf) - min(per_inf),
         "spread_rel": (max(per_inf) - min(per_inf)) / med if med else float("nan"),
         "overhead_s_median": statistics.median(r["overhead_s"] for r in runs),
         "overhead_s_first": runs[0]["overhead_s"],
@@ -122,8 +147,11 @@ def summarize_cc(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "stop_s_median": statistics.median(r["stop_s"] for r in runs),
         "window_s_median": statistics.median(r["window_s"] for r in runs),
         "ram_share": statistics.median(r["ram_j"] / r["energy_j"] if r["energy_j"] else float("nan") for r in runs),
-        "cpu_power_w": runs[0]["cpu_power_w"], "ram_power_w": runs[0]["ram_power_w"],
-        "tracking_mode": runs[0]["tracking_mode"], "cpu_model": runs[0]["cpu_model"], "hardware": runs[0]["hardware"],
+        "cpu_power_w": runs[0]["cpu_power_w"],
+        "ram_power_w": runs[0]["ram_power_w"],
+        "tracking_mode": runs[0]["tracking_mode"],
+        "cpu_model": runs[0]["cpu_model"],
+        "hardware": runs[0]["hardware"],
         "runs": runs,
     }
 
@@ -149,10 +177,15 @@ def main() -> None:
             model = build_model(Architecture.from_dict(doc, name), data.input_shape, data.num_classes).eval()
             stats = model_stats(model, data.input_shape)
             batch = inference_batch(data, profile.batch_size, torch.device("cpu"))
-            entry = {"params": stats.params, "macs": stats.macs, "ours": ours(meter, model, stats, data, profile, args.ours_repeats)}
+            entry = {
+                "params": stats.params,
+                "macs": stats.macs,
+                "ours": ours(meter, model, stats, data, profile, args.ours_repeats),
+            }
             for label, interval in (("codecarbon_interval", args.interval), ("codecarbon_default", None)):
-                entry[label] = summarize_cc([codecarbon_once(model, batch, args.window, interval, lines, tmp)
-                                             for _ in range(args.repeats)])
+                entry[label] = summarize_cc(
+                    [codecarbon_once(model, batch, args.window, interval, lines, tmp) for _ in range(args.repeats)]
+                )
             results["candidates"][name] = entry
     keys = ("Tracking Method", "Falling back", "per thread", "don't know it", "constant consumption")
     methods = sorted({ln.strip() for ln in lines.lines if any(k in ln for k in keys)})
@@ -167,24 +200,32 @@ def main() -> None:
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     import codecarbon
 
-    print(f"profile {results['profile']} (meter: {results['meter']}); CodeCarbon {codecarbon.__version__} "
-          f"OfflineEmissionsTracker, {args.repeats} measurements of {args.window:g} s windows per candidate; "
-          f"ours: {args.ours_repeats} measurements per candidate")
+    print(
+        f"profile {results['profile']} (meter: {results['meter']}); CodeCarbon {codecarbon.__version__} "
+        f"OfflineEmissionsTracker, {args.repeats} measurements of {args.window:g} s windows per candidate; "
+        f"ours: {args.ours_repeats} measurements per candidate"
+    )
     print("| candidate | meter | energy per inference | method reported | cost per measurement | repeat spread |")
     print("|---|---|---|---|---|---|")
     for name, e in results["candidates"].items():
         o = e["ours"]
-        print(f"| {name} ({e['params']:,} params, {e['macs']:,} MACs) | energy-nas | {o['energy_per_inference_j']:.4g} J | "
-              f"`{o['method']}` | {1e6 * o['cost_s_median']:.0f} us median ({1e6 * o['cost_s_max']:.0f} us max) | "
-              f"{o['spread_j']:.3g} J |")
-        for label, what in (("codecarbon_interval", f"CodeCarbon, measure_power_secs={args.interval:g}"),
-                            ("codecarbon_default", "CodeCarbon, default measure_power_secs (15)")):
+        print(
+            f"| {name} ({e['params']:,} params, {e['macs']:,} MACs) | energy-nas | {o['energy_per_inference_j']:.4g} J | "
+            f"`{o['method']}` | {1e6 * o['cost_s_median']:.0f} us median ({1e6 * o['cost_s_max']:.0f} us max) | "
+            f"{o['spread_j']:.3g} J |"
+        )
+        for label, what in (
+            ("codecarbon_interval", f"CodeCarbon, measure_power_secs={args.interval:g}"),
+            ("codecarbon_default", "CodeCarbon, default measure_power_secs (15)"),
+        ):
             c = e[label]
-            print(f"| | {what} | {c['energy_per_inference_j']:.4g} J (CPU {c['cpu_power_w']:g} W + RAM "
-                  f"{c['ram_power_w']:g} W; RAM {c['ram_share']:.0%} of it) | {', '.join(c['hardware'])}, "
-                  f"tracking_mode={c['tracking_mode']} | {c['overhead_s_median']:.3f} s median, first {c['overhead_s_first']:.3f} s (start "
-                  f"{c['start_s_median']:.3f} s, stop {c['stop_s_median']:.3f} s) | {c['spread_j']:.3g} J "
-                  f"({c['spread_rel']:.1%} of the median) |")
+            print(
+                f"| | {what} | {c['energy_per_inference_j']:.4g} J (CPU {c['cpu_power_w']:g} W + RAM "
+                f"{c['ram_power_w']:g} W; RAM {c['ram_share']:.0%} of it) | {', '.join(c['hardware'])}, "
+                f"tracking_mode={c['tracking_mode']} | {c['overhead_s_median']:.3f} s median, first {c['overhead_s_first']:.3f} s (start "
+                f"{c['start_s_median']:.3f} s, stop {c['stop_s_median']:.3f} s) | {c['spread_j']:.3g} J "
+                f"({c['spread_rel']:.1%} of the median) |"
+            )
     print("CodeCarbon's log lines naming its method:")
     for ln in results["codecarbon_log"]:
         print(f"  {' '.join(ln.split())}")

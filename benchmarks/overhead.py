@@ -57,8 +57,9 @@ def bare(args: argparse.Namespace) -> None:
         sampler: optuna.samplers.BaseSampler = optuna.samplers.RandomSampler(0)
     else:
         sampler = optuna.samplers.TPESampler(seed=args.seed, n_startup_trials=10)
-    study = optuna.create_study(storage=f"sqlite:///{args.db}", study_name="bare",
-                                directions=["maximize", "minimize"], sampler=sampler)
+    study = optuna.create_study(
+        storage=f"sqlite:///{args.db}", study_name="bare", directions=["maximize", "minimize"], sampler=sampler
+    )
     if args.bare_mode == "enqueue":
         for t in ours:
             study.enqueue_trial(t["params"])
@@ -105,9 +106,27 @@ def ours_run(tmp: Path, i: int, args: argparse.Namespace) -> tuple[float, list[d
     import optuna
 
     out = tmp / f"ours{i}"
-    wall = timed([sys.executable, "-m", "nas", "search", "--space", args.space, "--dataset", args.dataset,
-                  "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(args.seed),
-                  "--out", str(out), "--quiet"])
+    wall = timed(
+        [
+            sys.executable,
+            "-m",
+            "nas",
+            "search",
+            "--space",
+            args.space,
+            "--dataset",
+            args.dataset,
+            "--trials",
+            str(args.trials),
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out}/study.db")
     trials = sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number)
     phases: dict[str, float] = {}
@@ -121,8 +140,26 @@ def bare_run(tmp: Path, i: int, args: argparse.Namespace, params: list[dict]) ->
     path = tmp / f"params{i}.json"
     path.write_text(json.dumps(params))
     db = tmp / f"bare{i}.db"
-    wall = timed([sys.executable, __file__, "--bare", str(path), "--db", str(db), "--bare-mode", args.bare_mode, "--space", args.space,
-                  "--dataset", args.dataset, "--epochs", str(args.epochs), "--seed", str(args.seed)])
+    wall = timed(
+        [
+            sys.executable,
+            __file__,
+            "--bare",
+            str(path),
+            "--db",
+            str(db),
+            "--bare-mode",
+            args.bare_mode,
+            "--space",
+            args.space,
+            "--dataset",
+            args.dataset,
+            "--epochs",
+            str(args.epochs),
+            "--seed",
+            str(args.seed),
+        ]
+    )
     return wall, json.loads(Path(f"{db}.phases.json").read_text()), db
 
 
@@ -139,10 +176,19 @@ def one_repeat(tmp: Path, i: int, args: argparse.Namespace, params: list[dict] |
     bare_work = bare_phases["train"] + bare_phases["evaluate"]
     extra = (ours - ours_work) - (base - bare_work)  # our time outside the work, beyond the bare script's
     same = [t["params"] for t in got] == bare_phases["params"] and (params is None or got == params)
-    return {"ours_s": ours, "bare_s": base, "phases": phases, "trials": len(got), "params": got,
-            "same_trials": same, "bare_phases": bare_phases,
-            "extra_s": extra, "normalised_ratio": 1 + extra / base,
-            "ours_loop_s": loop_s(out / "study.db", out.name), "bare_loop_s": loop_s(db, "bare")}
+    return {
+        "ours_s": ours,
+        "bare_s": base,
+        "phases": phases,
+        "trials": len(got),
+        "params": got,
+        "same_trials": same,
+        "bare_phases": bare_phases,
+        "extra_s": extra,
+        "normalised_ratio": 1 + extra / base,
+        "ours_loop_s": loop_s(out / "study.db", out.name),
+        "bare_loop_s": loop_s(db, "bare"),
+    }
 
 
 def main() -> None:
@@ -156,9 +202,13 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--bare", default=None, help=argparse.SUPPRESS)  # internal: run the bare script
     ap.add_argument("--db", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--bare-mode", choices=("sample", "enqueue"), default="sample",
-                    help="sample: the bare script samples with the same TPE sampler and seed (default); "
-                         "enqueue: it replays our parameters and samples nothing")
+    ap.add_argument(
+        "--bare-mode",
+        choices=("sample", "enqueue"),
+        default="sample",
+        help="sample: the bare script samples with the same TPE sampler and seed (default); "
+        "enqueue: it replays our parameters and samples nothing",
+    )
     args = ap.parse_args()
     if args.bare:
         bare(args)
@@ -167,36 +217,50 @@ def main() -> None:
         runs: list[dict] = []
         for i in range(args.repeats):
             runs.append(one_repeat(Path(tmp), i, args, runs[0]["params"] if runs else None))
-    print(f"space={args.space} dataset={args.dataset} trials={args.trials} epochs={args.epochs} seed={args.seed} "
-          f"repeats={args.repeats}")
-    print("| repeat (first) | our wall s | bare wall s | ratio | our train+evaluate s | bare train+evaluate s | "
-          "our time outside the work beyond the bare script's | normalised ratio | our share outside measure/train/evaluate | trial loop ratio |")
+    print(
+        f"space={args.space} dataset={args.dataset} trials={args.trials} epochs={args.epochs} seed={args.seed} "
+        f"repeats={args.repeats}"
+    )
+    print(
+        "| repeat (first) | our wall s | bare wall s | ratio | our train+evaluate s | bare train+evaluate s | "
+        "our time outside the work beyond the bare script's | normalised ratio | our share outside measure/train/evaluate | trial loop ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs):
         work = sum(r["phases"].get(k, 0.0) for k in WORK)
         r["outside_share"] = (r["ours_s"] - work) / r["ours_s"]
         first = "ours" if i % 2 == 0 else "bare"
-        print(f"| {i} ({first}) | {r['ours_s']:.2f} | {r['bare_s']:.2f} | {r['ours_s'] / r['bare_s']:.3f} | "
-              f"{r['phases']['train'] + r['phases']['evaluate']:.2f} | {r['bare_phases']['train'] + r['bare_phases']['evaluate']:.2f} | "
-              f"{r['extra_s']:+.2f} s | {r['normalised_ratio']:.3f} | {r['outside_share']:.1%} | "
-              f"{r['ours_loop_s'] / r['bare_loop_s']:.3f} |")
-    med = min(runs, key=lambda r: abs(r["ours_s"] / r["bare_s"] - statistics.median(x["ours_s"] / x["bare_s"] for x in runs)))
-    print(f"median ratio {statistics.median(r['ours_s'] / r['bare_s'] for r in runs):.3f}, median normalised ratio "
-          f"{statistics.median(r['normalised_ratio'] for r in runs):.3f}, median share outside "
-          f"measure/train/evaluate {statistics.median(r['outside_share'] for r in runs):.1%}, median trial loop ratio "
-          f"{statistics.median(r['ours_loop_s'] / r['bare_loop_s'] for r in runs):.3f}; same trials in every "
-          f"repeat: {all(r['same_trials'] for r in runs)}")
+        print(
+            f"| {i} ({first}) | {r['ours_s']:.2f} | {r['bare_s']:.2f} | {r['ours_s'] / r['bare_s']:.3f} | "
+            f"{r['phases']['train'] + r['phases']['evaluate']:.2f} | {r['bare_phases']['train'] + r['bare_phases']['evaluate']:.2f} | "
+            f"{r['extra_s']:+.2f} s | {r['normalised_ratio']:.3f} | {r['outside_share']:.1%} | "
+            f"{r['ours_loop_s'] / r['bare_loop_s']:.3f} |"
+        )
+    med = min(
+        runs, key=lambda r: abs(r["ours_s"] / r["bare_s"] - statistics.median(x["ours_s"] / x["bare_s"] for x in runs))
+    )
+    print(
+        f"median ratio {statistics.median(r['ours_s'] / r['bare_s'] for r in runs):.3f}, median normalised ratio "
+        f"{statistics.median(r['normalised_ratio'] for r in runs):.3f}, median share outside "
+        f"measure/train/evaluate {statistics.median(r['outside_share'] for r in runs):.1%}, median trial loop ratio "
+        f"{statistics.median(r['ours_loop_s'] / r['bare_loop_s'] for r in runs):.3f}; same trials in every "
+        f"repeat: {all(r['same_trials'] for r in runs)}"
+    )
     print(f"phases of the median repeat ({med['trials']} trials; our wall {med['ours_s']:.2f} s):")
     print("| phase | total s | share of our wall |")
     print("|---|---|---|")
     for k, v in med["phases"].items():
         print(f"| {k} | {v:.3f} | {v / med['ours_s']:.2%} |")
     rest = med["ours_s"] - sum(med["phases"].values())
-    print(f"| not in any trial phase (start-up, imports, study set-up, ask/tell, results and plot) | {rest:.3f} | "
-          f"{rest / med['ours_s']:.2%} |")
+    print(
+        f"| not in any trial phase (start-up, imports, study set-up, ask/tell, results and plot) | {rest:.3f} | "
+        f"{rest / med['ours_s']:.2%} |"
+    )
     b = med["bare_phases"]
-    print(f"the bare script in the same repeat: train {b['train']:.3f} s, evaluate {b['evaluate']:.3f} s, "
-          f"everything else {med['bare_s'] - b['train'] - b['evaluate']:.3f} s of {med['bare_s']:.2f} s")
+    print(
+        f"the bare script in the same repeat: train {b['train']:.3f} s, evaluate {b['evaluate']:.3f} s, "
+        f"everything else {med['bare_s'] - b['train'] - b['evaluate']:.3f} s of {med['bare_s']:.2f} s"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1) + "\n")
 

@@ -64,15 +64,39 @@ def postgres() -> Iterator[str]:
         pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "nas")
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/nas"
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=120, cwd=base)
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=120,
+            cwd=base,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
 def run(out: Path, workers: int, args: argparse.Namespace, storage: str | None, study: str) -> dict:
-    cmd = [sys.executable, "-m", "nas", "search", "--space", args.space, "--dataset", args.dataset,
-           "--trials", str(args.trials), "--epochs", str(args.epochs), "--seed", str(args.seed),
-           "--workers", str(workers), "--out", str(out), "--study", study, "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nas",
+        "search",
+        "--space",
+        args.space,
+        "--dataset",
+        args.dataset,
+        "--trials",
+        str(args.trials),
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(args.seed),
+        "--workers",
+        str(workers),
+        "--out",
+        str(out),
+        "--study",
+        study,
+        "--quiet",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "NAS_STORAGE"}
     if storage:
         cmd += ["--storage", storage]
@@ -84,10 +108,17 @@ def run(out: Path, workers: int, args: argparse.Namespace, storage: str | None, 
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     loop = (max(t.datetime_complete for t in complete) - min(t.datetime_start for t in trials)).total_seconds()
     hosts_pids = {t.user_attrs.get("pid") for t in complete}
-    return {"workers": workers, "storage": "postgresql" if storage else "sqlite", "complete": len(complete),
-            "failed": len(trials) - len(complete), "wall_s": wall, "loop_s": loop,
-            "per_min_wall": 60 * len(complete) / wall, "per_min_loop": 60 * len(complete) / loop,
-            "processes": len(hosts_pids)}
+    return {
+        "workers": workers,
+        "storage": "postgresql" if storage else "sqlite",
+        "complete": len(complete),
+        "failed": len(trials) - len(complete),
+        "wall_s": wall,
+        "loop_s": loop,
+        "per_min_wall": 60 * len(complete) / wall,
+        "per_min_loop": 60 * len(complete) / loop,
+        "processes": len(hosts_pids),
+    }
 
 
 def main() -> None:
@@ -113,13 +144,19 @@ def main() -> None:
             with postgres() as url:
                 for w in args.pg:
                     rows.append(run(Path(tmp) / f"pg-{w}", w, args, url, f"pg-{w}"))
-    print(f"space={args.space} dataset={args.dataset} epochs={args.epochs} trials={args.trials} seed={args.seed}; "
-          f"{os.cpu_count()} CPUs")
-    print("| storage | workers | complete (failed) | wall s | trials/min (wall) | trial loop s | trials/min (loop) | processes that ran trials |")
+    print(
+        f"space={args.space} dataset={args.dataset} epochs={args.epochs} trials={args.trials} seed={args.seed}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        "| storage | workers | complete (failed) | wall s | trials/min (wall) | trial loop s | trials/min (loop) | processes that ran trials |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['storage']} | {r['workers']} | {r['complete']} ({r['failed']}) | {r['wall_s']:.1f} | "
-              f"{r['per_min_wall']:.0f} | {r['loop_s']:.1f} | {r['per_min_loop']:.0f} | {r['processes']} |")
+        print(
+            f"| {r['storage']} | {r['workers']} | {r['complete']} ({r['failed']}) | {r['wall_s']:.1f} | "
+            f"{r['per_min_wall']:.0f} | {r['loop_s']:.1f} | {r['per_min_loop']:.0f} | {r['processes']} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -72,14 +72,20 @@ def main() -> None:
             for s, rows in runs.items():
                 shares.setdefault(f"{s} at {n}", []).append(hv([(a, e) for a, e, _ in rows[:n]], ref_e, log) / best)
                 if s == "random":
-                    shares.setdefault(f"random at {3 * n}", []).append(hv([(a, e) for a, e, _ in rows], ref_e, log) / best)
-        print(f"\n{'log10' if log else 'linear'} energy: hypervolume / best front of the seed's runs, median [min, max]")
+                    shares.setdefault(f"random at {3 * n}", []).append(
+                        hv([(a, e) for a, e, _ in rows], ref_e, log) / best
+                    )
+        print(
+            f"\n{'log10' if log else 'linear'} energy: hypervolume / best front of the seed's runs, median [min, max]"
+        )
         for name, vals in shares.items():
             print(f"  {name}: {statistics.median(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]")
     print("\ntraining energy (estimate, J), median over seeds; wall s per run")
     for s in args.samplers:
         spent = [sum(t for *_, t in r["trials"][:n]) for r in results[s]]
-        print(f"  {s} ({n} trials): {statistics.median(spent):.3g} J; {statistics.median(r['wall_s'] for r in results[s]):.1f} s")
+        print(
+            f"  {s} ({n} trials): {statistics.median(spent):.3g} J; {statistics.median(r['wall_s'] for r in results[s]):.1f} s"
+        )
         if s == "random":
             spent3 = [sum(t for *_, t in r["trials"]) for r in results[s]]
             print(f"  random ({3 * n} trials): {statistics.median(spent3):.3g} J")

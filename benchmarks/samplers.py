@@ -66,17 +66,25 @@ class Problem:
             training = (attrs.get("training") or {}).get("energy_j")
             if training is None:  # an imported table has no training cost: proxy, see training_note
                 training = attrs["energy_per_inference_j"] * TRAINING_INFERENCES
-            self.rows[genotype_key(json.loads(key))] = (row["values"]["accuracy"], row["values"]["energy"],
-                                                        float(training))
-        self.training_note = ("the table's training energy" if "training" in attrs else
-                              f"proxy: {TRAINING_INFERENCES:.3g} x energy per inference")
+            self.rows[genotype_key(json.loads(key))] = (
+                row["values"]["accuracy"],
+                row["values"]["energy"],
+                float(training),
+            )
+        self.training_note = (
+            "the table's training energy"
+            if "training" in attrs
+            else f"proxy: {TRAINING_INFERENCES:.3g} x energy per inference"
+        )
         self._finish()
 
     def _finish(self) -> None:
         pts = np.array([v[:2] for v in self.rows.values()])
         self.ref_energy = MARGIN * float(pts[:, 1].max())
-        self.optimum = {"linear": hypervolume_2d([(-a, e) for a, e in pts], (0.0, self.ref_energy)),
-                        "log": hypervolume_2d([(-a, math.log10(e)) for a, e in pts], (0.0, math.log10(self.ref_energy)))}
+        self.optimum = {
+            "linear": hypervolume_2d([(-a, e) for a, e in pts], (0.0, self.ref_energy)),
+            "log": hypervolume_2d([(-a, math.log10(e)) for a, e in pts], (0.0, math.log10(self.ref_energy))),
+        }
 
     def lookup(self, params: dict[str, Any]) -> tuple[float, float, float]:
         return self.rows[genotype_key(params)]
@@ -105,22 +113,36 @@ def make_samplers(problem: Problem) -> dict[str, Callable[[int], optuna.samplers
         "tpe-mv": lambda seed: s.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True),
         "tpe-mv-s5": lambda seed: s.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, group=True),
         "tpe-mv-s20": lambda seed: s.TPESampler(seed=seed, n_startup_trials=20, multivariate=True, group=True),
-        "tpe-mv-cl": lambda seed: s.TPESampler(seed=seed, n_startup_trials=10, multivariate=True, group=True,
-                                               constant_liar=True),
+        "tpe-mv-cl": lambda seed: s.TPESampler(
+            seed=seed, n_startup_trials=10, multivariate=True, group=True, constant_liar=True
+        ),
         "gp": lambda seed: s.GPSampler(seed=seed, n_startup_trials=10),
         "nsga2-p10": lambda seed: s.NSGAIISampler(seed=seed, population_size=10),
         "nsga2-p20": lambda seed: s.NSGAIISampler(seed=seed, population_size=20),
         "nsga2-p50": lambda seed: s.NSGAIISampler(seed=seed, population_size=50),
         "nsga3-p20": lambda seed: s.NSGAIIISampler(seed=seed, population_size=20),
         "measure-first": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed),
-        "measure-first-whole": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed,
-                                                          whole_up_to=10**6),
-        "measure-first-linear": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="linear"),
-        "measure-first-s5": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, n_startup_trials=5),
-        "measure-first-gp": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, surrogate="gp"),
-        "measure-first-stratified": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed, startup="stratified"),
-        "measure-first-q20": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, floor_quantile=0.2),
-        "measure-first-log": lambda seed: MeasureFirstSampler(problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="log"),
+        "measure-first-whole": lambda seed: table_sampler(
+            problem.space, problem.table_rows, problem.energy, seed, whole_up_to=10**6
+        ),
+        "measure-first-linear": lambda seed: MeasureFirstSampler(
+            problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="linear"
+        ),
+        "measure-first-s5": lambda seed: MeasureFirstSampler(
+            problem.distributions, problem.propose, problem.energy, seed=seed, n_startup_trials=5
+        ),
+        "measure-first-gp": lambda seed: MeasureFirstSampler(
+            problem.distributions, problem.propose, problem.energy, seed=seed, surrogate="gp"
+        ),
+        "measure-first-stratified": lambda seed: table_sampler(
+            problem.space, problem.table_rows, problem.energy, seed, startup="stratified"
+        ),
+        "measure-first-q20": lambda seed: MeasureFirstSampler(
+            problem.distributions, problem.propose, problem.energy, seed=seed, floor_quantile=0.2
+        ),
+        "measure-first-log": lambda seed: MeasureFirstSampler(
+            problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="log"
+        ),
     }
 
 
@@ -136,8 +158,9 @@ def history(points: list[tuple[float, float]], ref: tuple[float, float]) -> list
     return out
 
 
-def run(problem: Problem, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int,
-        trials: int) -> dict[str, Any]:
+def run(
+    problem: Problem, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int, trials: int
+) -> dict[str, Any]:
     """One replayed study: HV curves (both planes, as shares of the optimum) and training energy."""
     t0 = time.perf_counter()
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=factory(seed))
@@ -157,8 +180,13 @@ def run(problem: Problem, factory: Callable[[int], optuna.samplers.BaseSampler],
         pts.append((t.values[0], t.values[1]))
     lin = history([(-a, e) for a, e in pts], (0.0, problem.ref_energy))
     log = history([(-a, math.log10(e)) for a, e in pts], (0.0, math.log10(problem.ref_energy)))
-    return {"linear": [v / problem.optimum["linear"] for v in lin], "log": [v / problem.optimum["log"] for v in log],
-            "training_j": cost, "duplicates": dup, "wall_s": wall}
+    return {
+        "linear": [v / problem.optimum["linear"] for v in lin],
+        "log": [v / problem.optimum["log"] for v in log],
+        "training_j": cost,
+        "duplicates": dup,
+        "wall_s": wall,
+    }
 
 
 def median_at(runs: list[dict[str, Any]], plane: str, n: int) -> float:
@@ -178,8 +206,10 @@ def energy_to(runs: list[dict[str, Any]], plane: str, share: float) -> tuple[flo
 def show(result: dict[str, Any]) -> None:
     """Print the tables of a result (as written with --json)."""
     runs = result["runs"]
-    print(f"table {result['table']}: {result['size']} architectures; seeds {result['seeds']}; "
-          f"reference energy {result['ref_energy']:.4g} J")
+    print(
+        f"table {result['table']}: {result['size']} architectures; seeds {result['seeds']}; "
+        f"reference energy {result['ref_energy']:.4g} J"
+    )
     base = runs.get("random")
     for plane in ("linear", "log"):
         print(f"\n{plane} plane: hypervolume / optimum, median [min, max] over seeds")
@@ -190,8 +220,11 @@ def show(result: dict[str, Any]) -> None:
             for n in AT:
                 vals = [r[plane][n - 1] for r in rs if len(r[plane]) >= n]
                 cells.append(f"{statistics.median(vals):.3f} [{min(vals):.3f}, {max(vals):.3f}]" if vals else "-")
-            print(f"| {name} | " + " | ".join(cells) +
-                  f" | {statistics.median(r['duplicates'] for r in rs):g} | {statistics.median(r['wall_s'] for r in rs):.1f} |")
+            print(
+                f"| {name} | "
+                + " | ".join(cells)
+                + f" | {statistics.median(r['duplicates'] for r in rs):g} | {statistics.median(r['wall_s'] for r in rs):.1f} |"
+            )
         if base:
             print(f"\n{plane}: sampler at N against random at 3N (medians; met = at N >= random at 3N)")
             print("| sampler | " + " | ".join(f"N={n} (random 3N)" for n in AT if 3 * n <= len(base[0][plane])) + " |")
@@ -225,8 +258,14 @@ def draw(result: dict[str, Any], path: str, names: list[str]) -> None:
             xs = range(1, n + 1)
             med = [statistics.median(r[plane][i] for r in rs) for i in range(n)]
             line = ax.plot(xs, med, lw=1.4, label=f"{name} (median of {len(rs)})")[0]
-            ax.fill_between(xs, [min(r[plane][i] for r in rs) for i in range(n)],
-                            [max(r[plane][i] for r in rs) for i in range(n)], color=line.get_color(), alpha=0.15, lw=0)
+            ax.fill_between(
+                xs,
+                [min(r[plane][i] for r in rs) for i in range(n)],
+                [max(r[plane][i] for r in rs) for i in range(n)],
+                color=line.get_color(),
+                alpha=0.15,
+                lw=0,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("trials (log scale)")
         ax.set_ylabel("hypervolume / table optimum")
@@ -269,13 +308,21 @@ def main() -> None:
         unknown = [s for s in args.samplers if s not in factories]
         if unknown:
             raise SystemExit(f"unknown sampler(s) {unknown}; valid: {', '.join(factories)}")
-        result = {"table": problem.name, "size": len(problem.rows), "seeds": args.seeds,
-                  "ref_energy": problem.ref_energy, "optimum": problem.optimum, "runs": {}}
+        result = {
+            "table": problem.name,
+            "size": len(problem.rows),
+            "seeds": args.seeds,
+            "ref_energy": problem.ref_energy,
+            "optimum": problem.optimum,
+            "runs": {},
+        }
         for name in args.samplers:
             n = args.random_trials if name == "random" else args.trials
             result["runs"][name] = [run(problem, factories[name], seed, n) for seed in args.seeds]
-            print(f"{name}: done ({statistics.median(r['wall_s'] for r in result['runs'][name]):.1f} s per run)",
-                  flush=True)
+            print(
+                f"{name}: done ({statistics.median(r['wall_s'] for r in result['runs'][name]):.1f} s per run)",
+                flush=True,
+            )
         if args.json:
             Path(args.json).write_text(json.dumps(result) + "\n")
     show(result)

@@ -88,7 +88,9 @@ def timed(cmd: list[str], repeats: int) -> tuple[float, float]:
     return statistics.median(walls), min(walls)
 
 
-def run_bare(args: argparse.Namespace, out: Path, study_name: str = "bare", n_trials: int | None = None) -> optuna.Study:
+def run_bare(
+    args: argparse.Namespace, out: Path, study_name: str = "bare", n_trials: int | None = None
+) -> optuna.Study:
     """Plain Optuna on the table: what the search does per trial minus everything of ours.
     Creates the study `study_name` in out/study.db, or continues it if it is there."""
     from nas.search import SAMPLERS, SearchSettings, prepare
@@ -99,9 +101,16 @@ def run_bare(args: argparse.Namespace, out: Path, study_name: str = "bare", n_tr
     out.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{out}/study.db"
     _sqlite_wal(url)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60, "factory": _WalConnection}})
-    study = optuna.create_study(storage=storage, study_name=study_name, directions=[o.direction for o in ctx.objectives],
-                                sampler=SAMPLERS[args.sampler](args.seed), load_if_exists=True)
+    storage = optuna.storages.RDBStorage(
+        url, engine_kwargs={"connect_args": {"timeout": 60, "factory": _WalConnection}}
+    )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name,
+        directions=[o.direction for o in ctx.objectives],
+        sampler=SAMPLERS[args.sampler](args.seed),
+        load_if_exists=True,
+    )
     names = [o.name for o in ctx.objectives]
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
@@ -131,13 +140,23 @@ def continue_run(args: argparse.Namespace, tmp: Path) -> None:
     if args.bare:
         study = run_bare(args, out, name, args.more)
     else:
-        run_search(SearchSettings(table=args.table, sampler=args.sampler, seed=args.seed + 1, out=str(out),
-                                  study_name=name, trials=before + args.more))
+        run_search(
+            SearchSettings(
+                table=args.table,
+                sampler=args.sampler,
+                seed=args.seed + 1,
+                out=str(out),
+                study_name=name,
+                trials=before + args.more,
+            )
+        )
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{out}/study.db")
     done = completions(study)[before + 40 :]
     what = "plain Optuna (--bare)" if args.bare else "nas search"
-    print(f"{what} continuing {src} ({before:,} trials) for {args.more} trials: "
-          f"{1e3 * (done[-1] - done[0]) / (len(done) - 1):.1f} ms per trial (mean over the last {len(done) - 1})")
+    print(
+        f"{what} continuing {src} ({before:,} trials) for {args.more} trials: "
+        f"{1e3 * (done[-1] - done[0]) / (len(done) - 1):.1f} ms per trial (mean over the last {len(done) - 1})"
+    )
 
 
 def main() -> None:
@@ -167,8 +186,11 @@ def main() -> None:
             if args.bare:
                 study = run_bare(args, out)
             else:
-                result = run_search(SearchSettings(table=args.table, sampler=args.sampler, trials=args.trials,
-                                                   seed=args.seed, out=str(out)))
+                result = run_search(
+                    SearchSettings(
+                        table=args.table, sampler=args.sampler, trials=args.trials, seed=args.seed, out=str(out)
+                    )
+                )
                 study = optuna.load_study(study_name=result.study_name, storage=f"sqlite:///{out}/study.db")
         search_s = time.perf_counter() - t0
         done = completions(study)
@@ -179,8 +201,11 @@ def main() -> None:
                 continue
             a, b = done[n - 1 - args.window], done[n - 1]
             window = gaps[n - 1 - args.window : n - 1]
-            points[n] = {"mean_ms": 1e3 * (b - a) / args.window, "median_ms": 1e3 * statistics.median(window),
-                         "cpu_ms": 1e3 * (cpu.at(b) - cpu.at(a)) / args.window}
+            points[n] = {
+                "mean_ms": 1e3 * (b - a) / args.window,
+                "median_ms": 1e3 * statistics.median(window),
+                "cpu_ms": 1e3 * (cpu.at(b) - cpu.at(a)) / args.window,
+            }
         if args.bare:
             print_points(args, "plain Optuna (--bare)", len(done), search_s, points)
             return
@@ -192,20 +217,35 @@ def main() -> None:
         report_s = timed([*NAS, "report", str(out)], args.repeats)
         plot_s = timed([*NAS, "plot", str(out), "-o", str(Path(tmp) / "p.png")], args.repeats)
     print_points(args, "nas search", result.complete, search_s, points)
-    print(f"`nas report`: {report_s[0]:.2f} s median, {report_s[1]:.2f} s best of {args.repeats} "
-          f"(build_report in process {in_process_s:.2f} s)")
+    print(
+        f"`nas report`: {report_s[0]:.2f} s median, {report_s[1]:.2f} s best of {args.repeats} "
+        f"(build_report in process {in_process_s:.2f} s)"
+    )
     print(f"`nas plot`: {plot_s[0]:.2f} s median, {plot_s[1]:.2f} s best of {args.repeats}")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "sampler": args.sampler, "trials": result.complete, "search_s": search_s, "per_trial": points,
-            "report_s": report_s, "plot_s": plot_s, "build_report_s": in_process_s, "gaps_s": gaps,
-        }) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "sampler": args.sampler,
+                    "trials": result.complete,
+                    "search_s": search_s,
+                    "per_trial": points,
+                    "report_s": report_s,
+                    "plot_s": plot_s,
+                    "build_report_s": in_process_s,
+                    "gaps_s": gaps,
+                }
+            )
+            + "\n"
+        )
 
 
 def print_points(args: argparse.Namespace, what: str, complete: int, search_s: float, points: dict) -> None:
     print(f"{what}: sampler={args.sampler} trials={complete} table={args.table} seed={args.seed} storage=sqlite")
-    print(f"search wall {search_s:.1f} s ({1e3 * search_s / max(1, complete):.1f} ms per trial overall, "
-          "including start-up and writing results)")
+    print(
+        f"search wall {search_s:.1f} s ({1e3 * search_s / max(1, complete):.1f} ms per trial overall, "
+        "including start-up and writing results)"
+    )
     print(f"| trials so far | wall ms per trial (mean of last {args.window}) | median | CPU ms per trial |")
     print("|---|---|---|---|")
     for n, p in points.items():

@@ -99,7 +99,9 @@ def load_weights(run: RunFolder, trial: optuna.trial.FrozenTrial) -> dict[str, t
             f"{artifact_dir(run)}: weights of trial {trial.number} (artifact {meta['artifact_id']}) are missing"
         ) from None
     if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
-        raise RunError(f"{artifact_dir(run)}: weights of trial {trial.number} do not match their SHA-256 (corrupt file)")
+        raise RunError(
+            f"{artifact_dir(run)}: weights of trial {trial.number} do not match their SHA-256 (corrupt file)"
+        )
     return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
 
 
@@ -151,5 +153,7 @@ def load_trial_model(run: str | Path | RunFolder, trial_number: int, storage: st
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise RunError(f"trial {trial_number}: stored weights do not fit its architecture ({str(e).splitlines()[0]})") from None
+        raise RunError(
+            f"trial {trial_number}: stored weights do not fit its architecture ({str(e).splitlines()[0]})"
+        ) from None
     return TrialModel(trial_number, arch, model.eval(), input_shape, num_classes, dict(trial.user_attrs[WEIGHTS_ATTR]))

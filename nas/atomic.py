@@ -50,9 +50,13 @@ def one_line(text: str) -> str:
 
 def describe_os_error(e: OSError) -> str:
     """A short reason for an OSError: 'no space left on device', 'read-only file system', ..."""
-    reason = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
-              errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
-              errno.EDQUOT: "disk quota exceeded"}.get(e.errno or 0)
+    reason = {
+        errno.ENOSPC: "no space left on device",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(e.errno or 0)
     return reason or (e.strerror or e.__class__.__name__).lower()
 
 

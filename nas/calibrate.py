@@ -89,7 +89,9 @@ def feature_row(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> d
     return {_column(k, coefs.precision): v for k, v in features(graph, coefs, batch_size).items()}
 
 
-def _priors(profile: HardwareProfile, runtime: str, precisions: Sequence[str]) -> tuple[dict[str, float], dict[str, float], dict[str, Coefficients]]:
+def _priors(
+    profile: HardwareProfile, runtime: str, precisions: Sequence[str]
+) -> tuple[dict[str, float], dict[str, float], dict[str, Coefficients]]:
     coefs = {p: coefficients(profile, p, runtime) for p in precisions}
     prior: dict[str, float] = {}
     for p, c in coefs.items():
@@ -99,22 +101,42 @@ def _priors(profile: HardwareProfile, runtime: str, precisions: Sequence[str]) -
     return prior, upper, coefs
 
 
-def _fit_and_build(profile: HardwareProfile, doc: Any, path: Path, runtime: str,
-                   rows: Sequence[Mapping[str, float]], measured: Sequence[float], names: Sequence[str],
-                   counts: Sequence[tuple[int, int]], spreads: Sequence[float], precisions: Sequence[str],
-                   source: str, sha: str | None, device_name: str, method: str, output: str | Path | None,
-                   write: bool, regularization: float = REGULARIZATION) -> Calibration:
+def _fit_and_build(
+    profile: HardwareProfile,
+    doc: Any,
+    path: Path,
+    runtime: str,
+    rows: Sequence[Mapping[str, float]],
+    measured: Sequence[float],
+    names: Sequence[str],
+    counts: Sequence[tuple[int, int]],
+    spreads: Sequence[float],
+    precisions: Sequence[str],
+    source: str,
+    sha: str | None,
+    device_name: str,
+    method: str,
+    output: str | Path | None,
+    write: bool,
+    regularization: float = REGULARIZATION,
+) -> Calibration:
     if len(measured) < 3:
         raise ConfigError(f"calibration needs at least 3 measured networks, got {len(measured)}")
     prior, upper, _ = _priors(profile, runtime, precisions)
     result = fit(rows, measured, prior, upper, regularization)
     held_out, folds = cross_validate(rows, measured, prior, upper, regularization=regularization)
     fitted_j = [sum(r.get(c, 0.0) * v for c, v in result.values.items()) for r in rows]
-    points = tuple(CalibrationPoint(n, c[0], c[1], m, f, s)
-                   for n, c, m, f, s in zip(names, counts, measured, fitted_j, spreads, strict=True))
+    points = tuple(
+        CalibrationPoint(n, c[0], c[1], m, f, s)
+        for n, c, m, f, s in zip(names, counts, measured, fitted_j, spreads, strict=True)
+    )
     in_sample = Quality.of(fitted_j, measured)
-    coefs = tuple(FittedCoefficient(c, prior[c], result.values[c], not result.notes.get(c, "").startswith("kept"),
-                                    result.notes.get(c, "fitted")) for c in prior)
+    coefs = tuple(
+        FittedCoefficient(
+            c, prior[c], result.values[c], not result.notes.get(c, "").startswith("kept"), result.notes.get(c, "fitted")
+        )
+        for c in prior
+    )
     provenance = {
         "date": date.today().isoformat(),
         "source": source,
@@ -126,15 +148,32 @@ def _fit_and_build(profile: HardwareProfile, doc: Any, path: Path, runtime: str,
         "held_out": held_out.to_dict(),
         "in_sample": in_sample.to_dict(),
     }
-    stamp = (f"calibrated by nas profiles calibrate {provenance['date']} from {source}"
-             f"{f' (sha256 {sha[:12]})' if sha else ''}, {len(measured)} networks ({method}); "
-             f"{folds}-fold held-out: median |error| {held_out.median_abs_error * 100:.1f}%, "
-             f"{held_out.within_10pct * 100:.0f}% within +-10%")
+    stamp = (
+        f"calibrated by nas profiles calibrate {provenance['date']} from {source}"
+        f"{f' (sha256 {sha[:12]})' if sha else ''}, {len(measured)} networks ({method}); "
+        f"{folds}-fold held-out: median |error| {held_out.median_abs_error * 100:.1f}%, "
+        f"{held_out.within_10pct * 100:.0f}% within +-10%"
+    )
     new_doc = calibrated_document(doc, profile, runtime, result, stamp, provenance)
     out = Path(output) if output is not None else Path(f"{profile.name}-calibrated.yaml")
     calibrated = parse_profile(new_doc, str(out), out.stem)  # what we write must load
-    cal = Calibration(calibrated, new_doc, runtime, points, coefs, in_sample, held_out, folds, source, sha,
-                      device_name, method, str(path), out if write else None, provenance)
+    cal = Calibration(
+        calibrated,
+        new_doc,
+        runtime,
+        points,
+        coefs,
+        in_sample,
+        held_out,
+        folds,
+        source,
+        sha,
+        device_name,
+        method,
+        str(path),
+        out if write else None,
+        provenance,
+    )
     if write:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(yaml_text(cal))
@@ -147,11 +186,20 @@ def _load(name_or_path: str | Path) -> tuple[Path, Any, HardwareProfile]:
     return path, doc, parse_profile(doc, str(path), path.stem)
 
 
-def calibrate_from_csv(name_or_path: str | Path, csv_path: str | Path, output: str | Path | None = None, *,
-                       runtime: str | None = None, input_shape: Sequence[int] = INPUT_SHAPE,
-                       num_classes: int = NUM_CLASSES, batch_size: int = 1, precision: str = "fp32",
-                       write: bool = True, regularization: float = REGULARIZATION,
-                       cache: GraphCache | None = None) -> Calibration:
+def calibrate_from_csv(
+    name_or_path: str | Path,
+    csv_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    runtime: str | None = None,
+    input_shape: Sequence[int] = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
+    batch_size: int = 1,
+    precision: str = "fp32",
+    write: bool = True,
+    regularization: float = REGULARIZATION,
+    cache: GraphCache | None = None,
+) -> Calibration:
     """Fit the profile's estimate to the energies of a measurements CSV (see `read_measurements`;
     the other arguments are the defaults of its optional columns) measured in `runtime` (default:
     the profile's), and write the calibrated profile to `output` (default NAME-calibrated.yaml here).
@@ -162,8 +210,9 @@ def calibrate_from_csv(name_or_path: str | Path, csv_path: str | Path, output: s
     """
     path, doc, profile = _load(name_or_path)
     runtime = runtime or runtime_of(profile)
-    measurements = read_measurements(csv_path, input_shape=input_shape, num_classes=num_classes,
-                                     batch_size=batch_size, precision=precision)
+    measurements = read_measurements(
+        csv_path, input_shape=input_shape, num_classes=num_classes, batch_size=batch_size, precision=precision
+    )
     cache = cache or GraphCache()
     rows, counts = [], []
     precisions = sorted({m.precision for m in measurements})
@@ -174,9 +223,25 @@ def calibrate_from_csv(name_or_path: str | Path, csv_path: str | Path, output: s
         counts.append((params, graph.macs))
     sha = hashlib.sha256(Path(csv_path).read_bytes()).hexdigest()
     names = [_short_name(m) for m in measurements]
-    return _fit_and_build(profile, doc, path, runtime, rows, [m.energy_j for m in measurements], names, counts,
-                          [0.0] * len(rows), precisions, str(csv_path), sha, "measurements file",
-                          "measured (from file)", output, write, regularization)
+    return _fit_and_build(
+        profile,
+        doc,
+        path,
+        runtime,
+        rows,
+        [m.energy_j for m in measurements],
+        names,
+        counts,
+        [0.0] * len(rows),
+        precisions,
+        str(csv_path),
+        sha,
+        "measurements file",
+        "measured (from file)",
+        output,
+        write,
+        regularization,
+    )
 
 
 def _short_name(m: MeasuredNetwork) -> str:
@@ -208,8 +273,13 @@ def sensor_meter(profile: HardwareProfile) -> Meter:
 
 
 def calibrate_profile(
-    name_or_path: str | Path, output: str | Path | None = None, *, meter: Meter | None = None,
-    models: Sequence[ReferenceModel] = REFERENCE_MODELS, seed: int = 0, write: bool = True,
+    name_or_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    meter: Meter | None = None,
+    models: Sequence[ReferenceModel] = REFERENCE_MODELS,
+    seed: int = 0,
+    write: bool = True,
     regularization: float = REGULARIZATION,
 ) -> Calibration:
     """Measure the reference models with the profile's sensor, fit (the same fit as
@@ -252,13 +322,36 @@ def calibrate_profile(
         if own:
             meter.close()
     device_name = records[0].device_name
-    return _fit_and_build(profile, doc, path, runtime, rows, [r.energy_per_inference_j for r in records],
-                          [m.name for m in models], counts, [r.spread_j for r in records], [profile.precision],
-                          f"{len(models)} reference networks measured on {device_name}", None, device_name,
-                          f"{records[0].method}, {records[0].objective_uses} energy", output, write,
-                          regularization)
+    return _fit_and_build(
+        profile,
+        doc,
+        path,
+        runtime,
+        rows,
+        [r.energy_per_inference_j for r in records],
+        [m.name for m in models],
+        counts,
+        [r.spread_j for r in records],
+        [profile.precision],
+        f"{len(models)} reference networks measured on {device_name}",
+        None,
+        device_name,
+        f"{records[0].method}, {records[0].objective_uses} energy",
+        output,
+        write,
+        regularization,
+    )
 
 
-
-__all__ = ["INPUT_SHAPE", "NUM_CLASSES", "REFERENCE_MODELS", "reference_models", "Calibration", "ReferenceModel", "calibrate_from_csv",
-           "calibrate_profile", "feature_row", "format_calibration"]
+__all__ = [
+    "INPUT_SHAPE",
+    "NUM_CLASSES",
+    "REFERENCE_MODELS",
+    "reference_models",
+    "Calibration",
+    "ReferenceModel",
+    "calibrate_from_csv",
+    "calibrate_profile",
+    "feature_row",
+    "format_calibration",
+]

@@ -98,8 +98,9 @@ class Calibration:
         }
 
 
-def calibrated_document(doc: Any, profile: HardwareProfile, runtime: str, result: FitResult, stamp: str,
-                        provenance: Mapping[str, Any]) -> dict[str, Any]:
+def calibrated_document(
+    doc: Any, profile: HardwareProfile, runtime: str, result: FitResult, stamp: str, provenance: Mapping[str, Any]
+) -> dict[str, Any]:
     """The profile document with the fitted values under `estimate.runtimes.RUNTIME` (each with
     `stamp` as its source; kept ones keep their value and say so) and the provenance record."""
     new = copy.deepcopy(doc)
@@ -112,7 +113,7 @@ def calibrated_document(doc: Any, profile: HardwareProfile, runtime: str, result
         source = stamp if not note.startswith("kept") else f"{note} (unchanged)"
         entry = {"value": float(f"{value:.6g}"), "source": source}
         if column.startswith("energy_per_mac_j["):
-            section.setdefault("energy_per_mac_j", {})[column[len("energy_per_mac_j["):-1]] = entry
+            section.setdefault("energy_per_mac_j", {})[column[len("energy_per_mac_j[") : -1]] = entry
         else:
             section[column] = entry
     section["calibration"] = json.loads(json.dumps(dict(provenance)))
@@ -135,12 +136,16 @@ def yaml_text(c: Calibration) -> str:
 
 def format_calibration(c: Calibration, max_rows: int = 40) -> str:
     """The per-network table (first `max_rows`), the coefficients before and after, the quality."""
-    lines = [f"calibrated {c.based_on} as {c.profile.name} (runtime {c.runtime}) from {c.source}",
-             f"{'network':<40} {'params':>11} {'MACs':>13} {'measured J':>11} {'fitted J':>11} {'error':>7}"]
+    lines = [
+        f"calibrated {c.based_on} as {c.profile.name} (runtime {c.runtime}) from {c.source}",
+        f"{'network':<40} {'params':>11} {'MACs':>13} {'measured J':>11} {'fitted J':>11} {'error':>7}",
+    ]
     for p in c.points[:max_rows]:
         name = p.name if len(p.name) <= 40 else p.name[:37] + "..."
-        lines.append(f"{name:<40} {p.params:>11,} {p.macs:>13,} {p.measured_j:>11.4e} {p.fitted_j:>11.4e} "
-                     f"{p.error * 100:>+6.1f}%")
+        lines.append(
+            f"{name:<40} {p.params:>11,} {p.macs:>13,} {p.measured_j:>11.4e} {p.fitted_j:>11.4e} "
+            f"{p.error * 100:>+6.1f}%"
+        )
     if len(c.points) > max_rows:
         lines.append(f"... {len(c.points) - max_rows} more (--json lists all)")
     lines.append("coefficients:")
@@ -153,6 +158,11 @@ def format_calibration(c: Calibration, max_rows: int = 40) -> str:
     return "\n".join(lines)
 
 
-
-__all__ = ["Calibration", "CalibrationPoint", "FittedCoefficient", "calibrated_document", "format_calibration",
-           "yaml_text"]
+__all__ = [
+    "Calibration",
+    "CalibrationPoint",
+    "FittedCoefficient",
+    "calibrated_document",
+    "format_calibration",
+    "yaml_text",
+]

@@ -91,9 +91,7 @@ def resolve_intensity(
         r = lookup_region(region)
         return GridIntensity(r.g_per_kwh, f"--region {r.code} ({r.name}): {table_source()}")
     if profile_intensity is not None:
-        return GridIntensity(
-            float(profile_intensity.value), f"profile {profile_name}: {profile_intensity.source}"
-        )
+        return GridIntensity(float(profile_intensity.value), f"profile {profile_name}: {profile_intensity.source}")
     return None
 
 

@@ -159,16 +159,23 @@ json_output = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 storage = search_setting("storage", **SEARCH_OVERRIDES["storage"])
 allow_estimate = search_setting("allow_estimate")
 pick = click.option(
-    "--pick", default=None, metavar="RULE",
+    "--pick",
+    default=None,
+    metavar="RULE",
     help="Select a trial: N | knee | max-accuracy:energy<=E[,latency<=T] | min-energy:accuracy>=A[,latency<=T] "
-         "(E like 200nJ, T like 5ms, A like 0.95 or 95%).",
+    "(E like 200nJ, T like 5ms, A like 0.95 or 95%).",
 )
 grid_intensity = click.option(
-    "--grid-intensity", default=None, type=FiniteFloat(positive=False), metavar="G",
+    "--grid-intensity",
+    default=None,
+    type=FiniteFloat(positive=False),
+    metavar="G",
     help="Grid carbon intensity in gCO2e/kWh (default: the hardware profile's).",
 )
 region = click.option(
-    "--region", default=None, metavar="CODE",
+    "--region",
+    default=None,
+    metavar="CODE",
     help="Country code (FR, US, DE... or WORLD, EU) for the shipped grid intensities (Ember 2024).",
 )
 
@@ -211,18 +218,39 @@ def measurement_options(fn: F) -> F:
     """Options for the optional columns of a measurements CSV (and for `nas estimate --arch`):
     --input-shape, --num-classes, --batch-size, --precision, --runtime; unset ones take the
     library's defaults (nas.measurements). Turn them into keyword arguments with `measurement_kwargs`."""
-    fn = click.option("--precision", default=None, metavar="P",
-                      help="Precision of rows without a 'precision' column (default: fp32 for calibrate, "
-                           "the profile's for estimate).")(fn)
-    fn = click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="N",
-                      help="Batch size of rows without a 'batch_size' column (default: 1 for calibrate, "
-                           "the profile's for estimate).")(fn)
-    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None, metavar="N",
-                      help="Classes of rows without a 'num_classes' column (default: 10).")(fn)
-    fn = click.option("--input-shape", default=None, metavar="CxHxW",
-                      help="Input shape of rows without an 'input_shape' column (default: 3x32x32).")(fn)
-    fn = click.option("--runtime", default=None, metavar="NAME",
-                      help="Runtime the networks ran in: torch, torchscript, onnxruntime (default: the profile's).")(fn)
+    fn = click.option(
+        "--precision",
+        default=None,
+        metavar="P",
+        help="Precision of rows without a 'precision' column (default: fp32 for calibrate, "
+        "the profile's for estimate).",
+    )(fn)
+    fn = click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Batch size of rows without a 'batch_size' column (default: 1 for calibrate, the profile's for estimate).",
+    )(fn)
+    fn = click.option(
+        "--num-classes",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Classes of rows without a 'num_classes' column (default: 10).",
+    )(fn)
+    fn = click.option(
+        "--input-shape",
+        default=None,
+        metavar="CxHxW",
+        help="Input shape of rows without an 'input_shape' column (default: 3x32x32).",
+    )(fn)
+    fn = click.option(
+        "--runtime",
+        default=None,
+        metavar="NAME",
+        help="Runtime the networks ran in: torch, torchscript, onnxruntime (default: the profile's).",
+    )(fn)
     return fn
 
 

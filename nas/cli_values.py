@@ -21,8 +21,18 @@ from nas.errors import NasError
 # Exit codes beyond the NasError family (nas.errors): click's own for usage errors, 1 for the rest.
 USAGE_EXIT = 2
 OS_EXIT = 1
-_OS_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG,
-              errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST}
+_OS_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.ENAMETOOLONG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENOENT,
+    errno.EEXIST,
+}
 
 
 def one_line(text: str) -> str:
@@ -38,9 +48,11 @@ def fail(message: str, code: int) -> NoReturn:
 
 def _sqlite_refusal(e: BaseException) -> str | None:
     text = str(getattr(e, "orig", e) or "")
-    for needle, reason in (("readonly database", "the study database is read-only"),
-                           ("disk is full", "no space left on device"),
-                           ("unable to open database file", "cannot open the study database")):
+    for needle, reason in (
+        ("readonly database", "the study database is read-only"),
+        ("disk is full", "no space left on device"),
+        ("unable to open database file", "cannot open the study database"),
+    ):
         if needle in text:
             return reason
     return None
@@ -71,8 +83,14 @@ def user_error(e: BaseException) -> tuple[str, int] | None:
 class NasGroup(click.Group):
     """A click group whose every user error is one `nas: error:` line (see the module docstring)."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         """click's `main`, with every user error mapped to one line by `user_error` (exit code kept)."""
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -136,3 +154,22 @@ class FiniteFloat(click.ParamType):
 ENERGY = Quantity("energy")
 LATENCY = Quantity("latency")
 SECONDS = FiniteFloat(positive=True)
+
+
+def given_options() -> set[str]:
+    """Names of the current command's options given on the command line or by environment variable."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+
+
+def echo_json(doc: Any) -> None:
+    """Print `doc` as strict JSON on stdout."""
+    from nas.atomic import dumps_json
+
+    click.echo(dumps_json(doc))  # strict JSON: NaN and infinities become null

@@ -91,16 +91,20 @@ def _runtime(doc: Doc, device_kind: str) -> Runtime:
     wanted = EXECUTION_PROVIDERS[device_kind]
     if name != "onnxruntime":
         if provider is not None:
-            raise where.error(f"only the onnxruntime runtime has an execution provider (runtime is {name!r})",
-                              provider, "execution_provider")
+            raise where.error(
+                f"only the onnxruntime runtime has an execution provider (runtime is {name!r})",
+                provider,
+                "execution_provider",
+            )
         return Runtime(name, None, threads)
     if provider is None:
         return Runtime(name, wanted, threads)
     if provider not in EXECUTION_PROVIDERS.values():
         raise where.error(f"expected one of {', '.join(EXECUTION_PROVIDERS.values())}", provider, "execution_provider")
     if provider != wanted:
-        raise where.error(f"device.kind is {device_kind!r}, whose ONNX Runtime provider is {wanted}", provider,
-                          "execution_provider")
+        raise where.error(
+            f"device.kind is {device_kind!r}, whose ONNX Runtime provider is {wanted}", provider, "execution_provider"
+        )
     return Runtime(name, provider, threads)
 
 
@@ -112,7 +116,8 @@ def _runtime_estimates(est: Doc) -> dict[str, RuntimeEstimate]:
         sub = doc.sub(str(name))
         sub.check_keys({*RUNTIME_COEFFICIENTS, "folds_batch_norm", "fuses_activation", "calibration"})
         values: dict[str, Sourced | Mapping[str, Sourced]] = {
-            k: _sourced(sub, k, positive=False) for k in RUNTIME_COEFFICIENTS if sub.has(k) and k != "energy_per_mac_j"}
+            k: _sourced(sub, k, positive=False) for k in RUNTIME_COEFFICIENTS if sub.has(k) and k != "energy_per_mac_j"
+        }
         if sub.has("energy_per_mac_j"):
             per = sub.sub("energy_per_mac_j")
             per.check_keys(set(PRECISIONS))
@@ -145,8 +150,21 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     """Validate a hardware-profile document (as read from YAML) that came from `file`."""
     doc = Doc(data, file)
     doc.check_keys(
-        {"name", "description", "meter", "device", "inference", "power", "throughput", "memory",
-         "estimate", "carbon", "measurement", "runtime", "sensor"}
+        {
+            "name",
+            "description",
+            "meter",
+            "device",
+            "inference",
+            "power",
+            "throughput",
+            "memory",
+            "estimate",
+            "carbon",
+            "measurement",
+            "runtime",
+            "sensor",
+        }
     )
     meter = doc.str("meter")
     if meter not in meter_names():
@@ -181,8 +199,16 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     mem = doc.sub("memory")
     mem.check_keys({"bandwidth_bytes_per_s", "cache_bytes"})
     est = doc.sub("estimate")
-    est.check_keys({"energy_per_mac_j", "energy_per_byte_dram_j", "energy_per_byte_cache_j", "static_power_w",
-                    "energy_per_element_op_j", "runtimes"})
+    est.check_keys(
+        {
+            "energy_per_mac_j",
+            "energy_per_byte_dram_j",
+            "energy_per_byte_cache_j",
+            "static_power_w",
+            "energy_per_element_op_j",
+            "runtimes",
+        }
+    )
     throughput = doc.sub("throughput")
     throughput.check_keys({"peak_macs_per_s"})
     carbon = doc.sub("carbon")
@@ -191,8 +217,18 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     proto = Protocol()
     if doc.has("measurement"):
         m = doc.sub("measurement")
-        m.check_keys({"warmup_batches", "min_window_s", "min_inferences", "repeats", "idle_window_s", "subtract_idle",
-                      "min_net_fraction", "idle_refresh_s"})
+        m.check_keys(
+            {
+                "warmup_batches",
+                "min_window_s",
+                "min_inferences",
+                "repeats",
+                "idle_window_s",
+                "subtract_idle",
+                "min_net_fraction",
+                "idle_refresh_s",
+            }
+        )
         subtract = m.raw("subtract_idle", False)
         if not isinstance(subtract, bool):
             raise m.error("expected true or false", subtract, "subtract_idle")
@@ -229,8 +265,11 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
     prec = tuple(precisions)
     runtime = _runtime(doc, kind)
     if precision not in runtime_precisions(runtime.name):
-        raise inf.error(f"does not run in runtime {runtime.name!r} (it runs {', '.join(runtime_precisions(runtime.name))})",
-                        precision, "precision")
+        raise inf.error(
+            f"does not run in runtime {runtime.name!r} (it runs {', '.join(runtime_precisions(runtime.name))})",
+            precision,
+            "precision",
+        )
     return HardwareProfile(
         name=doc.str("name", default_name),
         description=doc.text("description"),
@@ -254,7 +293,9 @@ def parse_profile(data: Any, file: str, default_name: str = "profile") -> Hardwa
         protocol=proto,
         source=file,
         runtime=runtime,
-        energy_per_element_op_j=_sourced(est, "energy_per_element_op_j") if est.has("energy_per_element_op_j") else None,
+        energy_per_element_op_j=_sourced(est, "energy_per_element_op_j")
+        if est.has("energy_per_element_op_j")
+        else None,
         estimate_runtimes=_runtime_estimates(est) if est.has("runtimes") else {},
         sensor=sensor,
     )
@@ -266,7 +307,28 @@ def list_profiles() -> list[Path]:
 
 
 __all__ = [
-    "EXECUTION_PROVIDERS", "PRECISIONS", "PROFILES_DIR", "RESOURCES_DIR", "RUNTIME_NAMES", "SPACES_DIR", "HardwareProfile",
-    "Param", "Protocol", "Repeated", "Runtime", "SearchSpace", "SensorSettings", "Sourced", "runtime_precisions", "list_profiles", "list_spaces", "load_profile", "load_space",
-    "parse_profile", "parse_space", "read_yaml", "resolve_named", "resolve_space",
+    "EXECUTION_PROVIDERS",
+    "PRECISIONS",
+    "PROFILES_DIR",
+    "RESOURCES_DIR",
+    "RUNTIME_NAMES",
+    "SPACES_DIR",
+    "HardwareProfile",
+    "Param",
+    "Protocol",
+    "Repeated",
+    "Runtime",
+    "SearchSpace",
+    "SensorSettings",
+    "Sourced",
+    "runtime_precisions",
+    "list_profiles",
+    "list_spaces",
+    "load_profile",
+    "load_space",
+    "parse_profile",
+    "parse_space",
+    "read_yaml",
+    "resolve_named",
+    "resolve_space",
 ]

@@ -10,11 +10,16 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from nas.data_checks import (
+    NPZ_ARRAYS,
+    check_arrays,
+    npz_headers,
+    shown_path,
+)
 from nas.errors import ConfigError
 from nas.plugins import DATASETS_GROUP, load_group
 
@@ -70,7 +75,9 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return deco
 
 
-def preprocessing(raw_shape: tuple[int, ...], raw_dtype: str, scale: float, input_shape: tuple[int, ...]) -> dict[str, object]:
+def preprocessing(
+    raw_shape: tuple[int, ...], raw_dtype: str, scale: float, input_shape: tuple[int, ...]
+) -> dict[str, object]:
     """What a user must do to raw inputs of shape `raw_shape` to feed a model of this dataset.
 
     Returns a JSON-able mapping: `dtype` (float32), `layout` (NCHW), `input_shape` (C, H, W) of one
@@ -94,8 +101,11 @@ def preprocessing(raw_shape: tuple[int, ...], raw_dtype: str, scale: float, inpu
         "input_shape": list(input_shape),
         "divide_by": scale,
         "raw": {"dtype": raw_dtype, "sample_shape": list(sample)},
-        "steps": [f"convert to float32 and divide by {scale:g}", shaped,
-                  "stack samples along a leading batch axis: (N, " + ", ".join(map(str, input_shape)) + ")"],
+        "steps": [
+            f"convert to float32 and divide by {scale:g}",
+            shaped,
+            "stack samples along a leading batch axis: (N, " + ", ".join(map(str, input_shape)) + ")",
+        ],
     }
 
 
@@ -147,8 +157,13 @@ def stratified_split(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray
 
 
 def _split(
-    name: str, x: torch.Tensor, y: np.ndarray, seed: int, test: tuple[torch.Tensor, np.ndarray] | None,
-    file: str | None = None, prep: dict[str, object] | None = None,
+    name: str,
+    x: torch.Tensor,
+    y: np.ndarray,
+    seed: int,
+    test: tuple[torch.Tensor, np.ndarray] | None,
+    file: str | None = None,
+    prep: dict[str, object] | None = None,
 ) -> Dataset:
     idx = np.arange(len(y))
     if test is None:
@@ -230,96 +245,32 @@ def _mnist5k(spec: str, seed: int) -> Dataset:
     return _split(spec, images, y.astype(np.int64), seed, None, prep=prep)
 
 
-NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
-MAX_NPZ_BYTES = 4 << 30  # uncompressed bytes of the four arrays together (a zip bomb stops here)
-MAX_CLASSES = 10_000  # class labels are 0..C-1; a label of 10**9 is a typo, not a 10**9-way classifier
-
-
-def _npz_headers(f: Any, path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shape and dtype of each array, read from the .npy headers without decompressing the data."""
-    out = {}
-    for k in NPZ_ARRAYS:
-        with f.zip.open(f"{k}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = reader(member)
-        out[k] = (tuple(shape), dtype)
-    total = sum(int(np.prod(shape, dtype=object)) * dtype.itemsize for shape, dtype in out.values())
-    if total > MAX_NPZ_BYTES:
-        raise ConfigError(f"{_shown(path)}: arrays hold {total:,} bytes uncompressed (limit {MAX_NPZ_BYTES:,})")
-    return out
-
-
-def _shown(path: Path) -> str:
-    text = str(path)
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
-
-
-def check_arrays(arrays: dict[str, np.ndarray], file: str) -> None:
-    """Validate the arrays of an npz dataset; raise ConfigError naming `file` and the array.
-
-    x_train/x_test: real numbers (bool, integer or floating; no strings, objects or complex),
-    one sample per row with at least one feature dimension (N, F), (N, H, W) or (N, C, H, W)
-    (NHWC accepted), at least one sample each, equal per-sample shapes, all finite.
-    y_train/y_test: 1-D integer labels in [0, MAX_CLASSES), as many as samples, every test
-    class also present in training.
-    """
-    def bad(k: str, what: str) -> ConfigError:
-        """The one-line error for array `k`."""
-        return ConfigError(f"{file}: array '{k}': {what}")
-
-    for k in ("x_train", "x_test"):
-        x = arrays[k]
-        if x.dtype.kind not in "biuf":
-            raise bad(k, f"expected real numbers (integer or float), got dtype {x.dtype}")
-        if x.ndim < 2 or x.ndim > 4:
-            raise bad(k, f"expected samples along the first axis: (N, F), (N, H, W) or (N, C, H, W); got shape {x.shape}")
-        if len(x) == 0:
-            raise bad(k, f"has no samples (shape {x.shape})")
-        if 0 in x.shape[1:]:
-            raise bad(k, f"samples are empty (shape {x.shape})")
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            n = int(np.size(x) - np.isfinite(x).sum())
-            raise bad(k, f"holds {n} NaN or infinite value(s)")
-    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-        raise bad("x_test", f"samples of shape {arrays['x_test'].shape[1:]} differ from x_train's {arrays['x_train'].shape[1:]}")
-    for k in ("y_train", "y_test"):
-        y = arrays[k]
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise bad(k, f"expected 1-D integer class labels, got dtype {y.dtype} and shape {y.shape}")
-        if len(y) and (y.min() < 0 or y.max() >= MAX_CLASSES):
-            raise bad(k, f"expected labels in [0, {MAX_CLASSES}), got {y.min()}..{y.max()}")
-    for xk, yk in (("x_train", "y_train"), ("x_test", "y_test")):
-        if len(arrays[xk]) != len(arrays[yk]):
-            raise bad(yk, f"{len(arrays[yk])} labels for {len(arrays[xk])} samples in '{xk}'")
-    unseen = sorted(set(np.unique(arrays["y_test"]).tolist()) - set(np.unique(arrays["y_train"]).tolist()))
-    if unseen:
-        shown = ", ".join(map(str, unseen[:5])) + (", ..." if len(unseen) > 5 else "")
-        raise bad("y_test", f"class(es) {shown} never occur in y_train, so no candidate can learn them")
-
-
 def _npz(spec: str, seed: int) -> Dataset:
     """`npz:PATH`: arrays x_train, y_train, x_test, y_test (the layout of Keras's mnist.npz).
 
     Validated when loaded (`check_arrays`); raises ConfigError naming the file and the array.
     """
     path = Path(spec[len("npz:") :])
-    shown = _shown(path)
+    shown = shown_path(path)
     if not path.is_file():
-        raise ConfigError(f"dataset {_shown(Path(spec))!r}: file not found: {shown}")
+        raise ConfigError(f"dataset {shown_path(Path(spec))!r}: file not found: {shown}")
     try:
         f = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{shown}: not a readable .npz file ({e.__class__.__name__}: {str(e)[:100]})") from None
     if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ConfigError(f"{shown}: not an .npz archive (a single {type(f).__name__}; save x_train, y_train, "
-                          "x_test, y_test with numpy.savez)")
+        raise ConfigError(
+            f"{shown}: not an .npz archive (a single {type(f).__name__}; save x_train, y_train, "
+            "x_test, y_test with numpy.savez)"
+        )
     try:
         with f:
             missing = [k for k in NPZ_ARRAYS if k not in f.files]
             if missing:
-                raise ConfigError(f"{shown}: missing array(s) {', '.join(missing)} (has: {', '.join(f.files) or 'none'})")
-            _npz_headers(f, path)
+                raise ConfigError(
+                    f"{shown}: missing array(s) {', '.join(missing)} (has: {', '.join(f.files) or 'none'})"
+                )
+            npz_headers(f, path)
             arrays = {k: f[k] for k in NPZ_ARRAYS}
     except ConfigError:
         raise
@@ -331,8 +282,13 @@ def _npz(spec: str, seed: int) -> Dataset:
     x_train = _images(arrays["x_train"], scale)
     prep = preprocessing(arrays["x_train"].shape, str(arrays["x_train"].dtype), scale, tuple(x_train.shape[1:]))
     return _split(
-        spec, x_train, arrays["y_train"].astype(np.int64), seed,
-        (x_test, arrays["y_test"].astype(np.int64)), file=shown, prep=prep,
+        spec,
+        x_train,
+        arrays["y_train"].astype(np.int64),
+        seed,
+        (x_test, arrays["y_test"].astype(np.int64)),
+        file=shown,
+        prep=prep,
     )
 
 

@@ -184,8 +184,13 @@ def measure_on(meter: Meter, deployment: Deployment, data: Dataset, profile: Har
 
 
 def measure_model(
-    meter: Meter, model: nn.Module, stats: ModelStats, data: Dataset, profile: HardwareProfile,
-    precision: str | None = None, device: torch.device | None = None,
+    meter: Meter,
+    model: nn.Module,
+    stats: ModelStats,
+    data: Dataset,
+    profile: HardwareProfile,
+    precision: str | None = None,
+    device: torch.device | None = None,
 ) -> EnergyRecord:
     """Energy per inference of an already converted `model` at the profile's batch size.
 
@@ -201,8 +206,12 @@ def measure_model(
 def candidate_payload(architecture: Mapping[str, Any], seed: int, precision: str, prune_ratio: float) -> dict[str, Any]:
     """What identifies a candidate's deployed form: genotype (Architecture.to_dict()), build seed,
     precision and pruning ratio (JSON-serialisable; what trainers queue for remote measurers)."""
-    return {"architecture": dict(architecture), "seed": int(seed), "precision": precision,
-            "prune_ratio": float(prune_ratio)}
+    return {
+        "architecture": dict(architecture),
+        "seed": int(seed),
+        "precision": precision,
+        "prune_ratio": float(prune_ratio),
+    }
 
 
 def measure_candidate(
@@ -216,15 +225,34 @@ def measure_candidate(
     torch.manual_seed(int(payload["seed"]))
     model = build_model(arch, data.input_shape, data.num_classes)
     deployment = deploy(
-        model, precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=data.input_shape,
-        family=arch.family, prune_ratio=ratio, runtime=profile.runtime, threads=threads,
-        example=inference_batch(data, profile.batch_size, torch.device("cpu")), run_in_runtime=meter.runs_workload,
+        model,
+        precision,
+        data.x_train[:CALIBRATION_SAMPLES],
+        meter.torch_device,
+        input_shape=data.input_shape,
+        family=arch.family,
+        prune_ratio=ratio,
+        runtime=profile.runtime,
+        threads=threads,
+        example=inference_batch(data, profile.batch_size, torch.device("cpu")),
+        run_in_runtime=meter.runs_workload,
     )
     return measure_on(meter, deployment, data, profile), deployment.stats
 
 
 __all__ = [
-    "CALIBRATION_SAMPLES", "RUNTIMES", "Deployment", "candidate_payload", "deploy", "deployable",
-    "inference_batch", "inference_device", "measure", "measure_candidate", "measure_model", "measure_on",
-    "prune_ratio_of", "rebuild",
+    "CALIBRATION_SAMPLES",
+    "RUNTIMES",
+    "Deployment",
+    "candidate_payload",
+    "deploy",
+    "deployable",
+    "inference_batch",
+    "inference_device",
+    "measure",
+    "measure_candidate",
+    "measure_model",
+    "measure_on",
+    "prune_ratio_of",
+    "rebuild",
 ]

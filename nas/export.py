@@ -57,8 +57,16 @@ from nas.selection import Selection
 from nas.train import TrainConfig, accuracy, train
 
 __all__ = [
-    "CHECK_INPUTS", "TOLERANCE", "ExportCheck", "ExportResult", "ExportedArchitecture", "export_run",
-    "format_export", "load_architecture", "load_exported_model", "prepare_out_dir",
+    "CHECK_INPUTS",
+    "TOLERANCE",
+    "ExportCheck",
+    "ExportResult",
+    "ExportedArchitecture",
+    "export_run",
+    "format_export",
+    "load_architecture",
+    "load_exported_model",
+    "prepare_out_dir",
 ]
 
 CHECK_INPUTS = 32  # test inputs each exported copy is run on
@@ -121,7 +129,9 @@ def prepare_out_dir(out: Path, force: bool) -> None:
         raise ExportError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise ExportError(f"{out}: folder exists and is not empty; pass --force to overwrite the export files in it")
+            raise ExportError(
+                f"{out}: folder exists and is not empty; pass --force to overwrite the export files in it"
+            )
         for path in _paths(out).values():
             if path.is_file():
                 path.unlink()
@@ -129,7 +139,9 @@ def prepare_out_dir(out: Path, force: bool) -> None:
 
 
 # ------------------------------------------------------------------------------------ the weights
-def _retrain(spec: ExportedArchitecture, data: Dataset, settings: dict[str, Any], seed: int, epochs: int) -> tuple[nn.Module, dict[str, Any]]:
+def _retrain(
+    spec: ExportedArchitecture, data: Dataset, settings: dict[str, Any], seed: int, epochs: int
+) -> tuple[nn.Module, dict[str, Any]]:
     """Train `spec` anew on train + validation for `epochs`, as the search trains (prune, fine-tune)."""
     both = replace(
         data,
@@ -150,13 +162,19 @@ def _retrain(spec: ExportedArchitecture, data: Dataset, settings: dict[str, Any]
             tuned = train(model, both, TrainConfig(finetune, batch, lr, seed + 1))
             duration, done = duration + tuned.duration_s, done + tuned.epochs_done
     return model.eval(), {
-        "epochs": done, "trained_on": "train + validation", "samples": len(both.y_train),
-        "duration_s": duration, "seed": seed, "batch_size": batch, "lr": lr,
+        "epochs": done,
+        "trained_on": "train + validation",
+        "samples": len(both.y_train),
+        "duration_s": duration,
+        "seed": seed,
+        "batch_size": batch,
+        "lr": lr,
     }
 
 
-def _weights(report: Report, spec: ExportedArchitecture, data: Dataset, retrain_epochs: int | None,
-             storage: str | None) -> _Weights:
+def _weights(
+    report: Report, spec: ExportedArchitecture, data: Dataset, retrain_epochs: int | None, storage: str | None
+) -> _Weights:
     """The trial's stored weights, or (with `retrain_epochs`) weights trained anew."""
     rec = report.pick.record
     precision = str(rec.attrs.get("precision", spec.architecture.params.get("precision", "fp32")))
@@ -230,15 +248,22 @@ def export_run(
     x = data.x_test[:CHECK_INPUTS].contiguous()
     with torch.no_grad():
         reference = weights.model(x)
-    job = ExportJob(weights.model, spec, _paths(out), x, reference,
-                    header=f"trial {rec.number} of run {report.run.path} ({rec.attrs.get('arch', '')})",
-                    metadata={"trial": str(rec.number), "format": spec.to_dict()["format"]})
+    job = ExportJob(
+        weights.model,
+        spec,
+        _paths(out),
+        x,
+        reference,
+        header=f"trial {rec.number} of run {report.run.path} ({rec.attrs.get('arch', '')})",
+        metadata={"trial": str(rec.number), "format": spec.to_dict()["format"]},
+    )
     files, checks = write_formats(job)
 
     with torch.no_grad():
         exported_acc = accuracy(weights.model, data.x_test, data.y_test)
-    card = report_card(report, sel, spec, checks, files, weights.weights_from, weights.retrained, exported_acc,
-                       weights.precision)
+    card = report_card(
+        report, sel, spec, checks, files, weights.weights_from, weights.retrained, exported_acc, weights.precision
+    )
     files["card_json"], files["card_md"] = job.paths["card_json"], job.paths["card_md"]
     write_atomic(files["card_json"], dumps_json(card) + "\n")
     write_atomic(files["card_md"], card_markdown(card))
@@ -257,11 +282,15 @@ def format_export(result: ExportResult) -> str:
     sel = result.selection
     lines = [f"exported trial #{sel.record.number} to {result.out_dir}/ ({sel.reason})"]
     for c in result.checks:
-        lines.append(f"  check {c.name}: max abs difference {c.max_abs_diff:.3g} on {c.inputs} test inputs "
-                     f"({'ok' if c.passed else 'FAILED'}, tolerance {TOLERANCE:g})")
+        lines.append(
+            f"  check {c.name}: max abs difference {c.max_abs_diff:.3g} on {c.inputs} test inputs "
+            f"({'ok' if c.passed else 'FAILED'}, tolerance {TOLERANCE:g})"
+        )
     lines.append("  files: " + ", ".join(p.name for p in result.files.values()))
     retrained = result.card.get("accuracy", {}).get("retrained")
     if retrained:
-        lines.append(f"  retrained {retrained['epochs']} epochs on {retrained['trained_on']}: "
-                     f"test accuracy {retrained['test_accuracy']:.4f} (searched: {sel.record.test_accuracy})")
+        lines.append(
+            f"  retrained {retrained['epochs']} epochs on {retrained['trained_on']}: "
+            f"test accuracy {retrained['test_accuracy']:.4f} (searched: {sel.record.test_accuracy})"
+        )
     return "\n".join(lines)

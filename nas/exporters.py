@@ -51,8 +51,12 @@ class ExportedArchitecture:
 
     def to_dict(self) -> dict[str, Any]:
         """What architecture.json/.yaml hold (the `format` tag first; `preprocessing` when known)."""
-        doc = {"format": ARCH_FORMAT, **self.architecture.to_dict(), "input_shape": list(self.input_shape),
-               "num_classes": self.num_classes}
+        doc = {
+            "format": ARCH_FORMAT,
+            **self.architecture.to_dict(),
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+        }
         if self.preprocessing:
             doc["preprocessing"] = dict(self.preprocessing)
         return doc
@@ -105,8 +109,13 @@ class ExportCheck:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the tolerance it was held to."""
-        return {"name": self.name, "max_abs_diff": self.max_abs_diff, "inputs": self.inputs,
-                "tolerance": TOLERANCE, "passed": self.passed}
+        return {
+            "name": self.name,
+            "max_abs_diff": self.max_abs_diff,
+            "inputs": self.inputs,
+            "tolerance": TOLERANCE,
+            "passed": self.passed,
+        }
 
 
 @dataclass(frozen=True)
@@ -241,16 +250,32 @@ def _check_onnx(job: ExportJob) -> ExportCheck:
     return job.check("onnx (ONNX Runtime, CPUExecutionProvider)", _run_onnx(job.paths["onnx"], job.x))
 
 
-register_exporter(Exporter(
-    "architecture", {"architecture_json": ARCHITECTURE_JSON, "architecture_yaml": "architecture.yaml"},
-    _write_architecture,
-))
+register_exporter(
+    Exporter(
+        "architecture",
+        {"architecture_json": ARCHITECTURE_JSON, "architecture_yaml": "architecture.yaml"},
+        _write_architecture,
+    )
+)
 register_exporter(Exporter("weights", {"weights": WEIGHTS_PT}, _write_weights, _check_weights))
-register_exporter(Exporter(
-    "safetensors", {"weights_safetensors": "weights.safetensors"}, _write_safetensors,
-    requires=("safetensors",), optional=True,
-))
-register_exporter(Exporter("torchscript", {"torchscript": "model.torchscript.pt"}, _write_torchscript, _check_torchscript))
-register_exporter(Exporter(
-    "onnx", {"onnx": "model.onnx"}, _write_onnx, _check_onnx, requires=("onnx", "onnxruntime", "onnxscript"),
-))
+register_exporter(
+    Exporter(
+        "safetensors",
+        {"weights_safetensors": "weights.safetensors"},
+        _write_safetensors,
+        requires=("safetensors",),
+        optional=True,
+    )
+)
+register_exporter(
+    Exporter("torchscript", {"torchscript": "model.torchscript.pt"}, _write_torchscript, _check_torchscript)
+)
+register_exporter(
+    Exporter(
+        "onnx",
+        {"onnx": "model.onnx"},
+        _write_onnx,
+        _check_onnx,
+        requires=("onnx", "onnxruntime", "onnxscript"),
+    )
+)

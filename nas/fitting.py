@@ -32,9 +32,14 @@ class FitResult:
     notes: dict[str, str]
 
 
-def fit(feature_rows: Sequence[Mapping[str, float]], measured: Sequence[float], prior: Mapping[str, float],
-        upper: Mapping[str, float] | None = None, regularization: float = REGULARIZATION,
-        fixed: Mapping[str, str] | None = None) -> FitResult:
+def fit(
+    feature_rows: Sequence[Mapping[str, float]],
+    measured: Sequence[float],
+    prior: Mapping[str, float],
+    upper: Mapping[str, float] | None = None,
+    regularization: float = REGULARIZATION,
+    fixed: Mapping[str, str] | None = None,
+) -> FitResult:
     """Bounded least squares on relative errors with a weak pull toward `prior`.
 
     `feature_rows[i][c]` is what coefficient `c` multiplies for network i (J = sum c x feature);
@@ -64,8 +69,12 @@ def fit(feature_rows: Sequence[Mapping[str, float]], measured: Sequence[float], 
     if free:
         # unknowns z = value / scale; scale = the prior where positive, else what would explain
         # the median measurement alone
-        scale = np.array([prior[names[j]] if prior[names[j]] > 0 else
-                          float(np.median(y / np.maximum(x[:, j], 1e-300))) for j in free])
+        scale = np.array(
+            [
+                prior[names[j]] if prior[names[j]] > 0 else float(np.median(y / np.maximum(x[:, j], 1e-300)))
+                for j in free
+            ]
+        )
         held = [j for j in range(len(names)) if j not in free]
         rest = y - (x[:, held] @ np.array([prior[names[j]] for j in held]) if held else 0.0)
         a = x[:, free] * scale / y[:, None]
@@ -109,25 +118,40 @@ class Quality:
         """Quality of `predicted` against `measured` energies (same order, J)."""
         p, y = np.asarray(predicted, float), np.asarray(measured, float)
         err = np.abs(p / y - 1) if len(y) else np.zeros(0)
-        return cls(len(y), float(np.median(err)) if len(y) else float("nan"),
-                   float(np.mean(err <= 0.10)) if len(y) else float("nan"),
-                   float(np.mean(err <= 0.25)) if len(y) else float("nan"), _spearman(p, y))
+        return cls(
+            len(y),
+            float(np.median(err)) if len(y) else float("nan"),
+            float(np.mean(err <= 0.10)) if len(y) else float("nan"),
+            float(np.mean(err <= 0.25)) if len(y) else float("nan"),
+            _spearman(p, y),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
-        return {"networks": self.networks, "median_abs_pct_error": round(self.median_abs_error * 100, 3),
-                "within_10_pct": round(self.within_10pct, 4), "within_25_pct": round(self.within_25pct, 4),
-                "spearman": round(self.spearman, 4) if math.isfinite(self.spearman) else None}
+        return {
+            "networks": self.networks,
+            "median_abs_pct_error": round(self.median_abs_error * 100, 3),
+            "within_10_pct": round(self.within_10pct, 4),
+            "within_25_pct": round(self.within_25pct, 4),
+            "spearman": round(self.spearman, 4) if math.isfinite(self.spearman) else None,
+        }
 
     def describe(self) -> str:
         """One line for people: median error, shares within 10% and 25%, Spearman."""
-        return (f"median |error| {self.median_abs_error * 100:.1f}%, {self.within_10pct * 100:.0f}% within +-10%, "
-                f"{self.within_25pct * 100:.0f}% within +-25%, Spearman {self.spearman:.3f} ({self.networks} networks)")
+        return (
+            f"median |error| {self.median_abs_error * 100:.1f}%, {self.within_10pct * 100:.0f}% within +-10%, "
+            f"{self.within_25pct * 100:.0f}% within +-25%, Spearman {self.spearman:.3f} ({self.networks} networks)"
+        )
 
 
-def cross_validate(feature_rows: Sequence[Mapping[str, float]], measured: Sequence[float], prior: Mapping[str, float],
-                   upper: Mapping[str, float] | None = None, folds: int = FOLDS,
-                   regularization: float = REGULARIZATION) -> tuple[Quality, int]:
+def cross_validate(
+    feature_rows: Sequence[Mapping[str, float]],
+    measured: Sequence[float],
+    prior: Mapping[str, float],
+    upper: Mapping[str, float] | None = None,
+    folds: int = FOLDS,
+    regularization: float = REGULARIZATION,
+) -> tuple[Quality, int]:
     """k-fold cross-validated quality of `fit` (k = min(folds, networks)): networks sorted by energy
     are dealt round-robin into folds (each fold spans the energy range; deterministic); each fold is
     predicted by a fit on the others. Returns (quality over all held-out predictions, k)."""
@@ -146,7 +170,6 @@ def cross_validate(feature_rows: Sequence[Mapping[str, float]], measured: Sequen
         for i in test:
             predicted[i] = sum(feature_rows[i].get(c, 0.0) * v for c, v in result.values.items())
     return Quality.of(predicted, measured), k
-
 
 
 __all__ = ["FOLDS", "REGULARIZATION", "FitResult", "Quality", "cross_validate", "fit"]

@@ -110,9 +110,16 @@ class RuntimeEstimate:
 
 
 # coefficients an `estimate.runtimes.NAME` section may set (nas.energy.estimate documents them)
-RUNTIME_COEFFICIENTS = ("energy_per_mac_j", "energy_per_element_op_j", "energy_per_byte_cache_j",
-                        "energy_per_byte_dram_j", "energy_per_call_j", "energy_per_inference_j", "static_power_w",
-                        "seconds_per_call")
+RUNTIME_COEFFICIENTS = (
+    "energy_per_mac_j",
+    "energy_per_element_op_j",
+    "energy_per_byte_cache_j",
+    "energy_per_byte_dram_j",
+    "energy_per_call_j",
+    "energy_per_inference_j",
+    "static_power_w",
+    "seconds_per_call",
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,15 @@ class HardwareProfile:
 
 
 __all__ = [
-    "EXECUTION_PROVIDERS", "PRECISIONS", "RUNTIME_COEFFICIENTS", "RUNTIME_NAMES", "HardwareProfile", "Protocol",
-    "Runtime", "RuntimeEstimate", "SensorSettings", "Sourced", "runtime_precisions",
+    "EXECUTION_PROVIDERS",
+    "PRECISIONS",
+    "RUNTIME_COEFFICIENTS",
+    "RUNTIME_NAMES",
+    "HardwareProfile",
+    "Protocol",
+    "Runtime",
+    "RuntimeEstimate",
+    "SensorSettings",
+    "Sourced",
+    "runtime_precisions",
 ]

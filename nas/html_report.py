@@ -66,8 +66,14 @@ def reproduce_command(settings: dict[str, Any]) -> str:
     return shlex.join(["nas", "search", *search_arguments(settings), "--out", "runs/reproduced"])
 
 
-def _table(header: list[str], rows: list[list[Any]], left: set[int] = frozenset(), row_class: list[str] | None = None,
-           table_class: str = "", wrap: set[int] = frozenset()) -> str:
+def _table(
+    header: list[str],
+    rows: list[list[Any]],
+    left: set[int] = frozenset(),
+    row_class: list[str] | None = None,
+    table_class: str = "",
+    wrap: set[int] = frozenset(),
+) -> str:
     def cell(i: int, c: Any) -> str:
         cls = " ".join(x for x in ("l" if i in left else "", "wrap" if i in wrap else "") if x)
         return f"<td class='{cls}'>{_e(c)}</td>" if cls else f"<td>{_e(c)}</td>"
@@ -96,15 +102,40 @@ def _front_section(rep: Report) -> str:
                 "never" if be is None else f"{be:,}",
                 "-" if s.saved_g_per_million is None else f"{s.saved_g_per_million:.3g}",
             ]
-        rows.append([f"#{r.number}", f"{r.accuracy:.4f}", "-" if r.test_accuracy is None else f"{r.test_accuracy:.4f}",
-                     _si(r.energy_per_inference_j, "J"), r.energy_method, _si(r.latency_s, "s"), f"{r.params:,}",
-                     f"{r.macs:,}", *cells, r.attrs.get("arch", "")])
+        rows.append(
+            [
+                f"#{r.number}",
+                f"{r.accuracy:.4f}",
+                "-" if r.test_accuracy is None else f"{r.test_accuracy:.4f}",
+                _si(r.energy_per_inference_j, "J"),
+                r.energy_method,
+                _si(r.latency_s, "s"),
+                f"{r.params:,}",
+                f"{r.macs:,}",
+                *cells,
+                r.attrs.get("arch", ""),
+            ]
+        )
         classes.append("pick" if r.number == picked else "")
-    header = ["trial", "val acc", "test acc", "energy / inference", "method", "latency / batch", "params", "MACs",
-              "saved / inference", "break-even (inferences)", "gCO2e saved / 10^6 inf", "architecture"]
-    note = ("<p class='sub'>Sorted by energy. Validation accuracy selected the front; test accuracy is shown, never "
-            "used to select. <i>Saved / inference</i> compares each member with the most accurate one (the baseline); "
-            "<i>break-even</i> is the number of inferences after which that saving repays the search's energy.</p>")
+    header = [
+        "trial",
+        "val acc",
+        "test acc",
+        "energy / inference",
+        "method",
+        "latency / batch",
+        "params",
+        "MACs",
+        "saved / inference",
+        "break-even (inferences)",
+        "gCO2e saved / 10^6 inf",
+        "architecture",
+    ]
+    note = (
+        "<p class='sub'>Sorted by energy. Validation accuracy selected the front; test accuracy is shown, never "
+        "used to select. <i>Saved / inference</i> compares each member with the most accurate one (the baseline); "
+        "<i>break-even</i> is the number of inferences after which that saving repays the search's energy.</p>"
+    )
     return _table(header, rows, left={0, 4, 11}, row_class=classes, table_class="front", wrap={11}) + note
 
 
@@ -124,14 +155,20 @@ def _cost_section(rep: Report) -> str:
         out += "<p class='warn'>The search cost includes ESTIMATED energy (see the methods below).</p>"
     i = rep.cost.intensity
     if i is None:
-        out += "<p>No grid carbon intensity known: pass <code>--grid-intensity G</code> or <code>--region CODE</code>.</p>"
+        out += (
+            "<p>No grid carbon intensity known: pass <code>--grid-intensity G</code> or <code>--region CODE</code>.</p>"
+        )
         return out
-    out += (f"<p><b>{rep.cost.search_gco2e:.4g} gCO2e</b> at {i.g_per_kwh:g} gCO2e/kWh "
-            f"<span class='sub'>({_e(i.source)})</span>.</p>")
+    out += (
+        f"<p><b>{rep.cost.search_gco2e:.4g} gCO2e</b> at {i.g_per_kwh:g} gCO2e/kWh "
+        f"<span class='sub'>({_e(i.source)})</span>.</p>"
+    )
     rows = []
     for code in COMPARE_REGIONS:
         r = lookup_region(code)
-        rows.append([f"{r.name} ({r.code})", f"{r.g_per_kwh:g}", f"{grams_co2e(c.total_j, type(i)(r.g_per_kwh, '')):.4g}"])
+        rows.append(
+            [f"{r.name} ({r.code})", f"{r.g_per_kwh:g}", f"{grams_co2e(c.total_j, type(i)(r.g_per_kwh, '')):.4g}"]
+        )
     out += "<p class='sub'>The same search on other grids (Ember 2024 country averages, CC BY 4.0):</p>"
     out += _table(["grid", "gCO2e/kWh", "search gCO2e"], rows, left={0})
     return out
@@ -143,15 +180,31 @@ def _methods_section(rep: Report, meta: dict[str, Any]) -> str:
     out = _table(["energy method", "trials"], rows, left={0})
     meter = meta.get("meter") or {}
     profile = meta.get("profile") or {}
-    out += (f"<p>Meter used: <code>{_e(meter.get('backend'))}</code>; the profile "
-            f"<code>{_e(rep.settings.get('profile'))}</code> names <code>{_e(meter.get('profile_meter'))}</code>"
-            f"{' &mdash; the sensor was unavailable and its analytical estimate was used' if meter.get('backend') != meter.get('profile_meter') else ''}. "
-            f"{_e(profile.get('description', ''))}</p>")
+    out += (
+        f"<p>Meter used: <code>{_e(meter.get('backend'))}</code>; the profile "
+        f"<code>{_e(rep.settings.get('profile'))}</code> names <code>{_e(meter.get('profile_meter'))}</code>"
+        f"{' &mdash; the sensor was unavailable and its analytical estimate was used' if meter.get('backend') != meter.get('profile_meter') else ''}. "
+        f"{_e(profile.get('description', ''))}</p>"
+    )
     example = next((r for r in rep.front), None) or next(iter(rep.records), None)
     if example is not None:
         rec = dict(example.attrs.get("energy") or {})
-        keys = ("method", "api", "scope", "device_name", "driver_version", "batch_size", "precision", "objective_uses",
-                "repeats", "window_s", "inferences_per_window", "idle_power_w", "idle_subtracted", "latency_method")
+        keys = (
+            "method",
+            "api",
+            "scope",
+            "device_name",
+            "driver_version",
+            "batch_size",
+            "precision",
+            "objective_uses",
+            "repeats",
+            "window_s",
+            "inferences_per_window",
+            "idle_power_w",
+            "idle_subtracted",
+            "latency_method",
+        )
         rows = [[k, rec.get(k)] for k in keys if k in rec]
         out += f"<p>Record of trial #{example.number} (every trial's full record is in the study):</p>"
         out += _table(["field", "value"], rows, left={0, 1})
@@ -166,9 +219,15 @@ def _methods_section(rep: Report, meta: dict[str, Any]) -> str:
 def _reproduce_section(rep: Report, meta: dict[str, Any]) -> str:
     s = rep.settings
     out = f"<pre>{_e(reproduce_command(s))}</pre>"
-    out += ("<p class='sub'>The space and profile names refer to the shipped nas/resources/search_spaces/ and nas/resources/hardware_profiles/; the exact "
-            "documents used are stored in the study and shown below.</p>")
-    out += _table(["setting", "value"], [[k, json.dumps(v) if isinstance(v, (list, dict)) else v] for k, v in s.items()], left={0, 1})
+    out += (
+        "<p class='sub'>The space and profile names refer to the shipped nas/resources/search_spaces/ and nas/resources/hardware_profiles/; the exact "
+        "documents used are stored in the study and shown below.</p>"
+    )
+    out += _table(
+        ["setting", "value"],
+        [[k, json.dumps(v) if isinstance(v, (list, dict)) else v] for k, v in s.items()],
+        left={0, 1},
+    )
     versions = meta.get("versions") or {}
     out += _table(["package", "version"], [[k, v] for k, v in versions.items()], left={0, 1})
     out += f"<p class='sub'>host {_e(meta.get('host'))}, {_e(meta.get('platform'))}; dataset {_e(json.dumps(meta.get('dataset')))}</p>"
@@ -184,8 +243,16 @@ def render_html(rep: Report) -> str:
     fig = pareto_figure(rep.records, rep.front, title=rep.study_name)
     if rep.pick is not None:
         p = rep.pick.record
-        fig.axes[0].scatter([p.energy_per_inference_j], [p.accuracy], s=160, facecolors="none",
-                            edgecolors="tab:blue", linewidths=2, zorder=5, label=f"pick #{p.number}")
+        fig.axes[0].scatter(
+            [p.energy_per_inference_j],
+            [p.accuracy],
+            s=160,
+            facecolors="none",
+            edgecolors="tab:blue",
+            linewidths=2,
+            zorder=5,
+            label=f"pick #{p.number}",
+        )
         fig.axes[0].legend(loc="lower right", fontsize=8)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -196,8 +263,10 @@ def render_html(rep: Report) -> str:
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} &middot; energy: {_e(methods)}</p>",
     ]
     if rep.estimated:
-        parts.append("<p class='warn'><b>Energy figures are ESTIMATED</b> (analytical model from the hardware "
-                     "profile), not measured by a sensor. See <i>How energy was obtained</i>.</p>")
+        parts.append(
+            "<p class='warn'><b>Energy figures are ESTIMATED</b> (analytical model from the hardware "
+            "profile), not measured by a sensor. See <i>How energy was obtained</i>.</p>"
+        )
     cards = [
         (f"{len(rep.records)}", f"complete trials ({sum(rep.failed.values())} failed, {rep.running} running)"),
         (f"{len(rep.front)}", "architectures on the front"),
@@ -208,20 +277,33 @@ def render_html(rep: Report) -> str:
         cards.append((f"{rep.cost.cost.total_j:.4g} J", f"search energy ({rep.cost.cost.kwh:.3g} kWh)"))
         if rep.cost.search_gco2e is not None:
             cards.append((f"{rep.cost.search_gco2e:.3g} g", f"CO2e at {rep.cost.intensity.g_per_kwh:g} g/kWh"))
-    parts.append("<div class='cards'>" + "".join(f"<div class='card'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for v, k in cards) + "</div>")
+    parts.append(
+        "<div class='cards'>"
+        + "".join(f"<div class='card'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for v, k in cards)
+        + "</div>"
+    )
     if rep.pick is not None:
-        parts.append(f"<p>Pick <code>{_e(rep.pick.rule.text)}</code> &rarr; <b>trial #{rep.pick.record.number}</b>"
-                     f"{'' if rep.pick.on_front else ' (not on the front)'}: {_e(rep.pick.reason)}</p>")
-    parts += ["<h2>Pareto front</h2>", f"<img alt='accuracy vs energy per inference, all trials and the front' src='{figure_png(fig)}'>"]
+        parts.append(
+            f"<p>Pick <code>{_e(rep.pick.rule.text)}</code> &rarr; <b>trial #{rep.pick.record.number}</b>"
+            f"{'' if rep.pick.on_front else ' (not on the front)'}: {_e(rep.pick.reason)}</p>"
+        )
+    parts += [
+        "<h2>Pareto front</h2>",
+        f"<img alt='accuracy vs energy per inference, all trials and the front' src='{figure_png(fig)}'>",
+    ]
     parts.append(_front_section(rep))
     parts.append("<h2>Hypervolume</h2>")
     if rep.hypervolume is not None:
         hv = rep.hypervolume
-        parts.append(f"<img alt='hypervolume after each trial' src='{figure_png(hypervolume_figure(hv, rep.study_name, methods))}'>")
+        parts.append(
+            f"<img alt='hypervolume after each trial' src='{figure_png(hypervolume_figure(hv, rep.study_name, methods))}'>"
+        )
         r = hv.reference
-        parts.append(f"<p>Hypervolume {hv.hypervolume:.4g} accuracy&times;J, {hv.fraction:.4f} of the box between the "
-                     f"reference point (validation accuracy {r.accuracy:g}, energy {r.energy_per_inference_j:.4g} J per "
-                     f"inference; {_e(r.rule)}) and a perfect free model.</p>")
+        parts.append(
+            f"<p>Hypervolume {hv.hypervolume:.4g} accuracy&times;J, {hv.fraction:.4f} of the box between the "
+            f"reference point (validation accuracy {r.accuracy:g}, energy {r.energy_per_inference_j:.4g} J per "
+            f"inference; {_e(r.rule)}) and a perfect free model.</p>"
+        )
     else:
         parts.append("<p>No feasible trial yet.</p>")
     parts += ["<h2>Search cost and carbon</h2>", _cost_section(rep)]

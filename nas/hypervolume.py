@@ -77,10 +77,7 @@ class HypervolumeSummary:
             "hypervolume": self.hypervolume,
             "unit": "accuracy x J",
             "fraction": self.fraction,
-            "history": [
-                {"trial": h.trial, "hypervolume": h.hypervolume, "fraction": h.fraction}
-                for h in self.history
-            ],
+            "history": [{"trial": h.trial, "hypervolume": h.hypervolume, "fraction": h.fraction} for h in self.history],
         }
 
 

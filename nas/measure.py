@@ -68,8 +68,12 @@ def _profile_for(study: optuna.Study, name: str | None, repeats: int | None) -> 
 
 
 def measure_trial(
-    run: str | Path, trial: int, profile: str | None = None, repeats: int | None = None,
-    allow_estimate: bool = False, storage: str | None = None,
+    run: str | Path,
+    trial: int,
+    profile: str | None = None,
+    repeats: int | None = None,
+    allow_estimate: bool = False,
+    storage: str | None = None,
 ) -> Remeasurement:
     """Measure trial `trial` of `run` again and return the full record."""
     folder = open_run(run)
@@ -99,8 +103,13 @@ def measure_trial(
             model = rebuild(arch, data.input_shape, data.num_classes)
             weights = f"untrained rebuild (seed {seed})"
         deployment = deploy(
-            model, precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=data.input_shape,
-            runtime=prof.runtime, example=inference_batch(data, prof.batch_size, torch.device("cpu")),
+            model,
+            precision,
+            data.x_train[:CALIBRATION_SAMPLES],
+            meter.torch_device,
+            input_shape=data.input_shape,
+            runtime=prof.runtime,
+            example=inference_batch(data, prof.batch_size, torch.device("cpu")),
             run_in_runtime=meter.runs_workload,
         )
         record = measure_on(meter, deployment, data, prof)
@@ -108,8 +117,15 @@ def measure_trial(
         meter.close()
     stored = frozen.user_attrs.get("energy_per_inference_j")
     return Remeasurement(
-        run=str(folder.path), trial=trial, arch=architecture_label(arch), architecture=arch.to_dict(),
-        precision=precision, profile=prof.name, meter=meter.name, weights=weights, record=record,
+        run=str(folder.path),
+        trial=trial,
+        arch=architecture_label(arch),
+        architecture=arch.to_dict(),
+        precision=precision,
+        profile=prof.name,
+        meter=meter.name,
+        weights=weights,
+        record=record,
         stored_energy_per_inference_j=float(stored) if stored is not None else None,
         stored_method=frozen.user_attrs.get("energy_method"),
     )

@@ -70,7 +70,9 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         shape = ()
     if not shape or any(d < 1 for d in shape):
-        raise ConfigError(f"--input-shape: expected positive integers like 1,8,8 (one sample, no batch axis), got {text!r}")
+        raise ConfigError(
+            f"--input-shape: expected positive integers like 1,8,8 (one sample, no batch axis), got {text!r}"
+        )
     return shape
 
 
@@ -100,11 +102,14 @@ def _onnx_stats(path: Path, sample_shape: tuple[int, ...], input_name: str) -> t
     macs = sum(float(n.macs[0]) for n in nodes if n.op_type in LINEAR_OPS)
     written = sum(int(np.prod(graph.tensormap[o].shape)) for n in nodes for o in n.output if o in graph.tensormap)
     quantized = any(n.op_type in ("QuantizeLinear", "QLinearConv", "QLinearMatMul") for n in nodes)
-    return ModelStats(int(graph.params), int(macs), written, int(np.prod(sample_shape))), "int8" if quantized else "fp32"
+    return ModelStats(
+        int(graph.params), int(macs), written, int(np.prod(sample_shape))
+    ), "int8" if quantized else "fp32"
 
 
-def _load_onnx(path: Path, runtime: Runtime, threads: int, shape: tuple[int, ...] | None,
-               batch_size: int) -> tuple[DeployedModel, tuple[int, ...], int, str]:
+def _load_onnx(
+    path: Path, runtime: Runtime, threads: int, shape: tuple[int, ...] | None, batch_size: int
+) -> tuple[DeployedModel, tuple[int, ...], int, str]:
     from nas.runtimes import _OrtRunner
 
     session = onnx_session(path, runtime.execution_provider or "CPUExecutionProvider", threads)
@@ -122,8 +127,13 @@ def _load_onnx(path: Path, runtime: Runtime, threads: int, shape: tuple[int, ...
     batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else batch_size  # a fixed batch axis wins
     import onnxruntime as ort
 
-    info = {"name": "onnxruntime", "execution_provider": runtime.execution_provider, "threads": threads,
-            "format": "ONNX file", "version": ort.__version__}
+    info = {
+        "name": "onnxruntime",
+        "execution_provider": runtime.execution_provider,
+        "threads": threads,
+        "format": "ONNX file",
+        "version": ort.__version__,
+    }
     return DeployedModel(_OrtRunner(session), info), shape, batch, first.name
 
 
@@ -164,14 +174,20 @@ def _load_torchscript(path: Path, device: torch.device) -> torch.nn.Module:
             return torch.jit.load(str(path), map_location=device).eval()
     except Exception as e:  # torch.jit.load raises RuntimeError or ValueError, with long messages
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ConfigError(f"{path}: not a TorchScript archive (torch.jit.save, or nas export's "
-                          f"model.torchscript.pt): {first[:200]}") from None
+        raise ConfigError(
+            f"{path}: not a TorchScript archive (torch.jit.save, or nas export's model.torchscript.pt): {first[:200]}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------ entry point
 def measure_file(
-    model: str | Path, profile: str, input_shape: tuple[int, ...] | None = None, runtime: str | None = None,
-    repeats: int | None = None, allow_estimate: bool = False, threads: int = 1,
+    model: str | Path,
+    profile: str,
+    input_shape: tuple[int, ...] | None = None,
+    runtime: str | None = None,
+    repeats: int | None = None,
+    allow_estimate: bool = False,
+    threads: int = 1,
 ) -> FileMeasurement:
     """Energy per inference of the model in `model` (ONNX or TorchScript) on `profile`'s device, in
     its runtime (or `runtime`), at the profile's batch size (or the file's fixed batch axis).
@@ -193,13 +209,17 @@ def measure_file(
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         if spec.name != "onnxruntime":
-            raise ConfigError(f"{path}: an ONNX model runs in onnxruntime, but profile {prof.name!r} ships in "
-                              f"{spec.name} (pass --runtime onnxruntime, or a profile with runtime: onnxruntime)")
+            raise ConfigError(
+                f"{path}: an ONNX model runs in onnxruntime, but profile {prof.name!r} ships in "
+                f"{spec.name} (pass --runtime onnxruntime, or a profile with runtime: onnxruntime)"
+            )
         fmt = "onnx"
     elif suffix in (".pt", ".pth"):
         if spec.name == "onnxruntime":
-            raise ConfigError(f"{path}: a TorchScript archive runs in torch or torchscript, but profile "
-                              f"{prof.name!r} ships in onnxruntime (pass --runtime torchscript, or give the .onnx file)")
+            raise ConfigError(
+                f"{path}: a TorchScript archive runs in torch or torchscript, but profile "
+                f"{prof.name!r} ships in onnxruntime (pass --runtime torchscript, or give the .onnx file)"
+            )
         fmt = "torchscript"
     else:
         raise ConfigError(f"{path}: unknown model format {suffix or '(no suffix)'!r} (valid: .onnx, .pt, .pth)")
@@ -213,14 +233,24 @@ def measure_file(
             info = runnable.info
         else:
             if input_shape is None:
-                raise ConfigError(f"{path}: --input-shape is required for a TorchScript model (it does not record its input shape)")
+                raise ConfigError(
+                    f"{path}: --input-shape is required for a TorchScript model (it does not record its input shape)"
+                )
             shape, batch_size = input_shape, prof.batch_size
             runnable = _load_torchscript(path, device)
             first = next(iter(runnable.parameters()), None)
-            precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(first.dtype if first is not None else None, "fp32")
+            precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(
+                first.dtype if first is not None else None, "fp32"
+            )
             stats = _torchscript_stats(_load_torchscript(path, torch.device("cpu")), shape)
-            info = {"name": "torchscript", "execution_provider": None, "threads": threads, "torch_threads": threads,
-                    "format": "TorchScript file", "version": torch.__version__}
+            info = {
+                "name": "torchscript",
+                "execution_provider": None,
+                "threads": threads,
+                "torch_threads": threads,
+                "format": "TorchScript file",
+                "version": torch.__version__,
+            }
         generator = torch.Generator().manual_seed(INPUT_SEED)
         batch = torch.randn(batch_size, *shape, generator=generator)
         deployment = Deployment(runnable, stats, precision, device, info["name"], info)

@@ -71,15 +71,24 @@ def parse_architecture(text: str) -> Architecture:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"not a JSON genotype nor a NAS-Bench-201 cell string (JSON: {e.msg} at char {e.pos})") from None
+        raise ConfigError(
+            f"not a JSON genotype nor a NAS-Bench-201 cell string (JSON: {e.msg} at char {e.pos})"
+        ) from None
     arch = Architecture.from_dict(doc, "genotype")
     if arch.family not in FAMILIES:
         raise ConfigError(f"unknown family {arch.family!r} (valid: {', '.join(sorted(FAMILIES))})")
     return arch
 
 
-def read_measurements(path: str | Path, *, input_shape: Sequence[int] = INPUT_SHAPE, num_classes: int = NUM_CLASSES,
-                      batch_size: int = 1, precision: str = "fp32", require_energy: bool = True) -> list[MeasuredNetwork]:
+def read_measurements(
+    path: str | Path,
+    *,
+    input_shape: Sequence[int] = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
+    batch_size: int = 1,
+    precision: str = "fp32",
+    require_energy: bool = True,
+) -> list[MeasuredNetwork]:
     """The rows of a measurements CSV.
 
     Columns: `architecture` (or `arch_str`): a JSON genotype or a NAS-Bench-201 cell string;
@@ -111,6 +120,7 @@ def read_measurements(path: str | Path, *, input_shape: Sequence[int] = INPUT_SH
     rows: list[MeasuredNetwork] = []
     checked: set[tuple[str, tuple[int, ...], int]] = set()
     for i, raw in enumerate(reader, start=1):
+
         def bad(column: str, why: str, row: int = i, line: int = reader.line_num) -> ConfigError:
             return ConfigError(f"{path}: row {row} (line {line}), column '{column}': {why}")
 
@@ -149,8 +159,9 @@ def read_measurements(path: str | Path, *, input_shape: Sequence[int] = INPUT_SH
             except ConfigError as e:
                 raise bad(arch_col, str(e)) from None
             except (RuntimeError, ValueError) as e:  # shapes that do not fit the input
-                raise bad(arch_col, f"cannot build it for input {'x'.join(map(str, shape))}: "
-                                    f"{str(e).splitlines()[0][:160]}") from None
+                raise bad(
+                    arch_col, f"cannot build it for input {'x'.join(map(str, shape))}: {str(e).splitlines()[0][:160]}"
+                ) from None
             checked.add(key)
         rows.append(MeasuredNetwork(i, arch_text, arch, shape, classes, batch, prec, energy))
     if not rows:
@@ -194,7 +205,6 @@ class GraphCache:
         return self._graphs[key]
 
 
-
 @dataclass(frozen=True)
 class EstimatedNetwork:
     """One input row of `nas estimate`: the network, its estimate, and its measured energy when the
@@ -214,15 +224,27 @@ class EstimatedNetwork:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields."""
-        return {"row": self.row, "architecture": self.architecture, **self.estimate.to_dict(),
-                "measured_energy_j": self.measured_j, "error": self.error}
+        return {
+            "row": self.row,
+            "architecture": self.architecture,
+            **self.estimate.to_dict(),
+            "measured_energy_j": self.measured_j,
+            "error": self.error,
+        }
 
 
-def estimate_networks(profile: str | Path | HardwareProfile, *, csv_path: str | Path | None = None,
-                      architecture: str | None = None, runtime: str | None = None,
-                      input_shape: Sequence[int] = INPUT_SHAPE, num_classes: int = NUM_CLASSES,
-                      batch_size: int | None = None, precision: str | None = None,
-                      cache: GraphCache | None = None) -> list[EstimatedNetwork]:
+def estimate_networks(
+    profile: str | Path | HardwareProfile,
+    *,
+    csv_path: str | Path | None = None,
+    architecture: str | None = None,
+    runtime: str | None = None,
+    input_shape: Sequence[int] = INPUT_SHAPE,
+    num_classes: int = NUM_CLASSES,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    cache: GraphCache | None = None,
+) -> list[EstimatedNetwork]:
     """The estimate of every network of a CSV (`csv_path`, columns as `read_measurements`, `energy_j`
     optional) or of one `architecture` (JSON genotype or NAS-Bench-201 cell string), in input order.
 
@@ -239,8 +261,14 @@ def estimate_networks(profile: str | Path | HardwareProfile, *, csv_path: str | 
     batch = batch_size or prof.batch_size
     prec = precision or prof.precision
     if csv_path is not None:
-        networks = read_measurements(csv_path, input_shape=input_shape, num_classes=num_classes,
-                                     batch_size=batch, precision=prec, require_energy=False)
+        networks = read_measurements(
+            csv_path,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            batch_size=batch,
+            precision=prec,
+            require_energy=False,
+        )
     else:
         try:
             arch = parse_architecture(architecture or "")
@@ -257,10 +285,13 @@ def estimate_networks(profile: str | Path | HardwareProfile, *, csv_path: str | 
             graph, params = cache.get(m.architecture, m.input_shape, m.num_classes)
         except (RuntimeError, ValueError) as e:
             where = f"{csv_path}: row {m.row}, column 'architecture'" if csv_path else "--arch"
-            raise ConfigError(f"{where}: cannot build it for input {'x'.join(map(str, m.input_shape))}: "
-                              f"{str(e).splitlines()[0][:160]}") from None
-        out.append(EstimatedNetwork(m.row, m.text, estimate_graph(graph, params, coefs[m.precision], m.batch_size),
-                                    m.energy_j))
+            raise ConfigError(
+                f"{where}: cannot build it for input {'x'.join(map(str, m.input_shape))}: "
+                f"{str(e).splitlines()[0][:160]}"
+            ) from None
+        out.append(
+            EstimatedNetwork(m.row, m.text, estimate_graph(graph, params, coefs[m.precision], m.batch_size), m.energy_j)
+        )
     return out
 
 
@@ -269,16 +300,20 @@ def format_estimates(rows: Sequence[EstimatedNetwork], max_rows: int = 50) -> st
     if not rows:
         return "no networks"
     first = rows[0].estimate
-    lines = [f"profile {first.coefficients.profile}, runtime {first.coefficients.runtime} "
-             f"(estimated:analytical; energy per inference)",
-             f"{'row':>5} {'energy/inf J':>12} {'MACs':>13} {'params':>10} {'calls':>6} {'measured J':>11} "
-             f"{'error':>7}  architecture"]
+    lines = [
+        f"profile {first.coefficients.profile}, runtime {first.coefficients.runtime} "
+        f"(estimated:analytical; energy per inference)",
+        f"{'row':>5} {'energy/inf J':>12} {'MACs':>13} {'params':>10} {'calls':>6} {'measured J':>11} "
+        f"{'error':>7}  architecture",
+    ]
     for r in rows[:max_rows]:
         e = r.estimate
         measured = f"{r.measured_j:>11.4e}" if r.measured_j is not None else f"{'-':>11}"
         error = f"{r.error * 100:>+6.1f}%" if r.error is not None else f"{'-':>7}"
-        lines.append(f"{r.row:>5} {e.energy_per_inference_j:>12.4e} {e.macs:>13,} {e.params:>10,} "
-                     f"{int(e.terms['operator_calls']):>6} {measured} {error}  {r.architecture[:90]}")
+        lines.append(
+            f"{r.row:>5} {e.energy_per_inference_j:>12.4e} {e.macs:>13,} {e.params:>10,} "
+            f"{int(e.terms['operator_calls']):>6} {measured} {error}  {r.architecture[:90]}"
+        )
     if len(rows) > max_rows:
         lines.append(f"... {len(rows) - max_rows} more rows (--json lists all)")
     measured = [r for r in rows if r.measured_j is not None]
@@ -288,5 +323,16 @@ def format_estimates(rows: Sequence[EstimatedNetwork], max_rows: int = 50) -> st
     return "\n".join(lines)
 
 
-__all__ = ["ARCH_COLUMNS", "INPUT_SHAPE", "NUM_CLASSES", "EstimatedNetwork", "GraphCache", "MeasuredNetwork",
-           "estimate_networks", "format_estimates", "parse_architecture", "parse_input_shape", "read_measurements"]
+__all__ = [
+    "ARCH_COLUMNS",
+    "INPUT_SHAPE",
+    "NUM_CLASSES",
+    "EstimatedNetwork",
+    "GraphCache",
+    "MeasuredNetwork",
+    "estimate_networks",
+    "format_estimates",
+    "parse_architecture",
+    "parse_input_shape",
+    "read_measurements",
+]

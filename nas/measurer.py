@@ -66,8 +66,10 @@ def run_measurer(ms: WorkerSettings) -> MeasurerResult:
     storage = open_storage(ms.storage, heartbeat=False)  # a measurer runs no trials
     study = find_study(storage, ms.storage, ms.study_name)
     if not study.user_attrs.get(SETTINGS_ATTR, {}).get("measure_remote"):
-        raise ConfigError(f"study {study.study_name!r} measures its candidates itself; start its search with "
-                          f"--measure-remote to measure them here")
+        raise ConfigError(
+            f"study {study.study_name!r} measures its candidates itself; start its search with "
+            f"--measure-remote to measure them here"
+        )
     overrides: dict[str, Any] = {"measure_remote": False, "allow_estimate": ms.allow_estimate, "workers": 1}
     if ms.threads is not None:
         overrides["threads"] = ms.threads
@@ -102,8 +104,14 @@ def run_measurer(ms: WorkerSettings) -> MeasurerResult:
                     failed += 1
                     claim = None
                     continue
-            doc = {"energy": record.to_dict(), "host": ctx.host, "measurer": me, "device": record.device_name,
-                   "runtime": dict(record.runtime), "sensor": record.method}
+            doc = {
+                "energy": record.to_dict(),
+                "host": ctx.host,
+                "measurer": me,
+                "device": record.device_name,
+                "runtime": dict(record.runtime),
+                "sensor": record.method,
+            }
             if beat.lost.is_set() or not queue.complete(claim.trial_id, me, doc):
                 lost += 1  # taken over as stale, or withdrawn by its trainer: the other result stands
             else:
@@ -118,17 +126,25 @@ def run_measurer(ms: WorkerSettings) -> MeasurerResult:
             signal.signal(s, handler)
         ctx.meter.close()
     return MeasurerResult(
-        study_name=study.study_name, host=socket.gethostname(), meter=ctx.meter.name,
-        runtime=ctx.profile.runtime.describe(), measured=measured, failed=failed, lost=lost,
-        interrupted=interrupted, wall_s=time.monotonic() - t0,
+        study_name=study.study_name,
+        host=socket.gethostname(),
+        meter=ctx.meter.name,
+        runtime=ctx.profile.runtime.describe(),
+        measured=measured,
+        failed=failed,
+        lost=lost,
+        interrupted=interrupted,
+        wall_s=time.monotonic() - t0,
     )
 
 
 def format_measurer(r: MeasurerResult) -> str:
     """The line `nas worker --measure-only` prints when done."""
-    return (f"measurer on {r.host} ({r.meter}, runtime {r.runtime}): {r.measured} candidates measured, "
-            f"{r.failed} not measurable, {r.lost} claims lost in {r.wall_s:.1f} s; study {r.study_name}"
-            + ("; interrupted" if r.interrupted else ""))
+    return (
+        f"measurer on {r.host} ({r.meter}, runtime {r.runtime}): {r.measured} candidates measured, "
+        f"{r.failed} not measurable, {r.lost} claims lost in {r.wall_s:.1f} s; study {r.study_name}"
+        + ("; interrupted" if r.interrupted else "")
+    )
 
 
 __all__ = ["MeasurerResult", "format_measurer", "run_measurer"]

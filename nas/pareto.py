@@ -43,9 +43,7 @@ class TrialRecord:
 
 def _oriented(rec: TrialRecord, objectives: Sequence[Objective]) -> tuple[float, ...]:
     """Values turned so that smaller is better for every objective."""
-    return tuple(
-        -rec.values[o.name] if o.direction == "maximize" else rec.values[o.name] for o in objectives
-    )
+    return tuple(-rec.values[o.name] if o.direction == "maximize" else rec.values[o.name] for o in objectives)
 
 
 def dominates(a: TrialRecord, b: TrialRecord, objectives: Sequence[Objective]) -> bool:

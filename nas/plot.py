@@ -30,11 +30,24 @@ def pareto_figure(
     ax = fig.add_subplot()
     feasible = [r for r in records if r.feasible]
     infeasible = [r for r in records if not r.feasible]
-    ax.scatter([r.energy_per_inference_j for r in feasible], [r.accuracy for r in feasible],
-               s=18, color="0.6", label=f"trials ({len(feasible)})", zorder=2)
+    ax.scatter(
+        [r.energy_per_inference_j for r in feasible],
+        [r.accuracy for r in feasible],
+        s=18,
+        color="0.6",
+        label=f"trials ({len(feasible)})",
+        zorder=2,
+    )
     if infeasible:
-        ax.scatter([r.energy_per_inference_j for r in infeasible], [r.accuracy for r in infeasible],
-                   s=18, marker="x", color="0.75", label=f"over budget ({len(infeasible)})", zorder=2)
+        ax.scatter(
+            [r.energy_per_inference_j for r in infeasible],
+            [r.accuracy for r in infeasible],
+            s=18,
+            marker="x",
+            color="0.75",
+            label=f"over budget ({len(infeasible)})",
+            zorder=2,
+        )
     if front:
         xs = [r.energy_per_inference_j for r in front]
         ys = [r.accuracy for r in front]
@@ -47,8 +60,14 @@ def pareto_figure(
             ties.setdefault((r.energy_per_inference_j, r.accuracy), []).append(r.number)
         for point, numbers in ties.items():
             more = f" +{len(numbers) - 1}" if len(numbers) > 1 else ""
-            ax.annotate(f"#{min(numbers)}{more}", point, textcoords="offset points",
-                        xytext=(4, -10), fontsize=8, color="tab:red")
+            ax.annotate(
+                f"#{min(numbers)}{more}",
+                point,
+                textcoords="offset points",
+                xytext=(4, -10),
+                fontsize=8,
+                color="tab:red",
+            )
     energies = [r.energy_per_inference_j for r in records if r.energy_per_inference_j > 0]
     if energies and max(energies) / min(energies) > 10:
         ax.set_xscale("log")

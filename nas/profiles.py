@@ -33,8 +33,9 @@ def profile_summary(profile: HardwareProfile) -> dict[str, Any]:
         "precision": profile.precision,
         "precisions": list(profile.precisions),
         "runtime": profile.runtime.to_dict(),
-        "objective_energy": "estimate" if profile.meter == "estimate" else (
-            "net" if profile.protocol.subtract_idle else "gross"),
+        "objective_energy": "estimate"
+        if profile.meter == "estimate"
+        else ("net" if profile.protocol.subtract_idle else "gross"),
         "sensor": sensor_status(profile),
         "file": profile.source,
     }
@@ -59,8 +60,10 @@ def format_summaries(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'name':<18} {'meter':<9} {'kind':<4} {'runtime':<11} {'sensor here':<11} description"]
     for r in rows:
         here = "estimate" if r["sensor"]["estimated"] else ("yes" if r["sensor"]["available_here"] else "no")
-        lines.append(f"{r['name']:<18} {r['meter']:<9} {r['device_kind']:<4} {r['runtime']['name']:<11} "
-                     f"{here:<11} {r['description']}")
+        lines.append(
+            f"{r['name']:<18} {r['meter']:<9} {r['device_kind']:<4} {r['runtime']['name']:<11} "
+            f"{here:<11} {r['description']}"
+        )
     return "\n".join(lines)
 
 
@@ -72,4 +75,11 @@ def format_details(doc: dict[str, Any]) -> str:
     return f"{text}\n# resolved runtime: {runtime.describe()}"
 
 
-__all__ = ["format_details", "format_summaries", "profile_details", "profile_summaries", "profile_summary", "sensor_status"]
+__all__ = [
+    "format_details",
+    "format_summaries",
+    "profile_details",
+    "profile_summaries",
+    "profile_summary",
+    "sensor_status",
+]

@@ -55,7 +55,8 @@ POLL_S = 0.5  # how often trainers and idle measurers look at the queue
 
 _metadata = sa.MetaData()
 requests_table = sa.Table(
-    TABLE_NAME, _metadata,
+    TABLE_NAME,
+    _metadata,
     sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),  # Optuna's trial id
     sa.Column("study_name", sa.String(512), nullable=False, index=True),
     sa.Column("trial_number", sa.Integer, nullable=False),
@@ -119,9 +120,18 @@ class MeasureQueue:
     def request(self, study_name: str, trial_id: int, trial_number: int, payload: dict[str, Any]) -> None:
         """Queue trial `trial_id` for a measurement (a retried trial id replaces its old request)."""
         t = requests_table
-        row = {"study_name": study_name, "trial_number": trial_number, "state": WAITING,
-               "request": json.dumps(payload), "requested_by": f"{socket.gethostname()}:{os.getpid()}",
-               "claimed_by": None, "claims": 0, "heartbeat_at": None, "result": None, "error": None}
+        row = {
+            "study_name": study_name,
+            "trial_number": trial_number,
+            "state": WAITING,
+            "request": json.dumps(payload),
+            "requested_by": f"{socket.gethostname()}:{os.getpid()}",
+            "claimed_by": None,
+            "claims": 0,
+            "heartbeat_at": None,
+            "result": None,
+            "error": None,
+        }
         with self.engine.begin() as conn:
             conn.execute(sa.delete(t).where(t.c.trial_id == trial_id))
             conn.execute(sa.insert(t).values(trial_id=trial_id, **row))
@@ -135,8 +145,9 @@ class MeasureQueue:
             return WITHDRAWN, None, "the request row is gone"
         return row.state, json.loads(row.result) if row.result else None, row.error
 
-    def wait(self, trial_id: int, timeout_s: float, poll_s: float = POLL_S,
-             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    def wait(
+        self, trial_id: int, timeout_s: float, poll_s: float = POLL_S, sleep: Callable[[float], None] = time.sleep
+    ) -> dict[str, Any]:
         """Block until trial `trial_id` is measured; return the result (record and measurer).
 
         Raises TrialFault('measure_timeout') after `timeout_s` seconds without a result (and
@@ -169,8 +180,11 @@ class MeasureQueue:
         """Take back a request not yet measured (a measurer holding it can no longer complete it)."""
         t = requests_table
         with self.engine.begin() as conn:
-            conn.execute(sa.update(t).where(t.c.trial_id == trial_id, t.c.state.in_((WAITING, CLAIMED)))
-                         .values(state=WITHDRAWN, error=why))
+            conn.execute(
+                sa.update(t)
+                .where(t.c.trial_id == trial_id, t.c.state.in_((WAITING, CLAIMED)))
+                .values(state=WITHDRAWN, error=why)
+            )
 
     # ------------------------------------------------------------------ measurer side
     def _claimable(self, grace_s: float) -> Any:
@@ -181,15 +195,25 @@ class MeasureQueue:
         """How many requests of the study a measurer could claim now (waiting, or stale claims)."""
         t = requests_table
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(
-                t.c.study_name == study_name, self._claimable(grace_s))).scalar_one())
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t)
+                    .where(t.c.study_name == study_name, self._claimable(grace_s))
+                ).scalar_one()
+            )
 
     def open_requests(self, study_name: str) -> int:
         """Requests of the study not yet finished (waiting or claimed, stale or not)."""
         t = requests_table
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(t).where(
-                t.c.study_name == study_name, t.c.state.in_((WAITING, CLAIMED)))).scalar_one())
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t)
+                    .where(t.c.study_name == study_name, t.c.state.in_((WAITING, CLAIMED)))
+                ).scalar_one()
+            )
 
     def claim(self, study_name: str, me: str, grace_s: float = GRACE_S) -> Request | None:
         """Claim the oldest claimable request of the study for measurer `me`, or None.
@@ -198,16 +222,26 @@ class MeasureQueue:
         """
         t = requests_table
         with self.engine.connect() as conn:
-            candidates = conn.execute(
-                sa.select(t.c.trial_id).where(t.c.study_name == study_name, self._claimable(grace_s))
-                .order_by(t.c.trial_id).limit(8)
-            ).scalars().all()
+            candidates = (
+                conn.execute(
+                    sa.select(t.c.trial_id)
+                    .where(t.c.study_name == study_name, self._claimable(grace_s))
+                    .order_by(t.c.trial_id)
+                    .limit(8)
+                )
+                .scalars()
+                .all()
+            )
         for trial_id in candidates:
             with self.engine.begin() as conn:
-                won = conn.execute(
-                    sa.update(t).where(t.c.trial_id == trial_id, self._claimable(grace_s))
-                    .values(state=CLAIMED, claimed_by=me, heartbeat_at=self.now, claims=t.c.claims + 1)
-                ).rowcount == 1
+                won = (
+                    conn.execute(
+                        sa.update(t)
+                        .where(t.c.trial_id == trial_id, self._claimable(grace_s))
+                        .values(state=CLAIMED, claimed_by=me, heartbeat_at=self.now, claims=t.c.claims + 1)
+                    ).rowcount
+                    == 1
+                )
                 if won:
                     row = conn.execute(sa.select(t).where(t.c.trial_id == trial_id)).one()
                     return Request(row.trial_id, row.study_name, row.trial_number, json.loads(row.request))
@@ -217,37 +251,53 @@ class MeasureQueue:
         """Renew `me`'s claim; False when it was lost (taken over as stale, or withdrawn)."""
         t = requests_table
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(t).where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                .values(heartbeat_at=self.now)
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
+                    .values(heartbeat_at=self.now)
+                ).rowcount
+                == 1
+            )
 
     def complete(self, trial_id: int, me: str, result: dict[str, Any]) -> bool:
         """Store `me`'s result; False (nothing stored) when the claim was lost meanwhile."""
         t = requests_table
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(t).where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                .values(state=DONE, result=json.dumps(result), heartbeat_at=self.now)
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
+                    .values(state=DONE, result=json.dumps(result), heartbeat_at=self.now)
+                ).rowcount
+                == 1
+            )
 
     def release(self, trial_id: int, me: str) -> bool:
         """Hand `me`'s claim back (a measurer stopped cleanly): the next measurer takes it at once."""
         t = requests_table
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(t).where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                .values(state=WAITING, claimed_by=None, heartbeat_at=None)
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
+                    .values(state=WAITING, claimed_by=None, heartbeat_at=None)
+                ).rowcount
+                == 1
+            )
 
     def fail(self, trial_id: int, me: str, error: str) -> bool:
         """Mark the candidate as not measurable (the trainer fails its trial with this error)."""
         t = requests_table
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(t).where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                .values(state=FAILED, error=error[:1000])
-            ).rowcount == 1
+            return (
+                conn.execute(
+                    sa.update(t)
+                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
+                    .values(state=FAILED, error=error[:1000])
+                ).rowcount
+                == 1
+            )
 
 
 def queue_for(storage: Any) -> MeasureQueue:
@@ -257,8 +307,10 @@ def queue_for(storage: Any) -> MeasureQueue:
     backend = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
     engine = backend.engine if isinstance(backend, optuna.storages.RDBStorage) else None
     if engine is None:
-        raise StorageError("measuring on another machine needs a database storage (--storage URL: PostgreSQL, "
-                           "or SQLite on a shared disk), which trainers and measurers open")
+        raise StorageError(
+            "measuring on another machine needs a database storage (--storage URL: PostgreSQL, "
+            "or SQLite on a shared disk), which trainers and measurers open"
+        )
     return MeasureQueue(engine)
 
 

@@ -210,8 +210,18 @@ def format_table(report: Report) -> str:
         f"energy: {methods}" + ("  (ESTIMATED, not measured)" if report.estimated else ""),
         f"front ({len(report.front)} architectures, sorted by energy; test accuracy shown, never used to select):",
     ]
-    header = ("trial", "val acc", "test acc", "energy/inf", "latency/batch", "params", "MACs",
-              "saved/inf", "break-even", "architecture")
+    header = (
+        "trial",
+        "val acc",
+        "test acc",
+        "energy/inf",
+        "latency/batch",
+        "params",
+        "MACs",
+        "saved/inf",
+        "break-even",
+        "architecture",
+    )
     saved = {s.trial: s for s in report.cost.savings} if report.cost is not None else {}
     picked = report.pick.record.number if report.pick is not None else None
     rows = [
@@ -230,7 +240,12 @@ def format_table(report: Report) -> str:
     ]
     last = len(header) - 1
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda row: "  ".join(c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))  # noqa: E731
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in (0, last) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+
     lines.append(fmt(header))
     lines += [fmt(row) for row in rows]
     if report.failed:
@@ -287,7 +302,9 @@ def summary_lines(report: Report) -> list[str]:
         )
     if report.pick is not None:
         p = report.pick
-        out.append(f"pick {p.rule.text!r} -> trial #{p.record.number}{'' if p.on_front else ' (not on the front)'}: {p.reason}")
+        out.append(
+            f"pick {p.rule.text!r} -> trial #{p.record.number}{'' if p.on_front else ' (not on the front)'}: {p.reason}"
+        )
     return out
 
 

@@ -32,9 +32,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def report_card(report: Report, sel: Selection, spec: ExportedArchitecture, checks: list[ExportCheck],
-                files: dict[str, Path], weights_from: str, retrained: dict[str, Any] | None,
-                exported_test_accuracy: float, precision: str) -> dict[str, Any]:
+def report_card(
+    report: Report,
+    sel: Selection,
+    spec: ExportedArchitecture,
+    checks: list[ExportCheck],
+    files: dict[str, Path],
+    weights_from: str,
+    retrained: dict[str, Any] | None,
+    exported_test_accuracy: float,
+    precision: str,
+) -> dict[str, Any]:
     """Everything a user of the exported model needs to know about it, as JSON-ready data."""
     rec = sel.record
     a = rec.attrs
@@ -46,8 +54,12 @@ def report_card(report: Report, sel: Selection, spec: ExportedArchitecture, chec
         "format": "energy-nas report card v1",
         "trial": rec.number,
         "selection": sel.to_dict(),
-        "architecture": {**spec.architecture.to_dict(), "summary": a.get("arch") or architecture_label(spec.architecture),
-                         "input_shape": list(spec.input_shape), "num_classes": spec.num_classes},
+        "architecture": {
+            **spec.architecture.to_dict(),
+            "summary": a.get("arch") or architecture_label(spec.architecture),
+            "input_shape": list(spec.input_shape),
+            "num_classes": spec.num_classes,
+        },
         "weights": weights_from,
         "accuracy": {
             "validation": rec.accuracy,
@@ -64,22 +76,32 @@ def report_card(report: Report, sel: Selection, spec: ExportedArchitecture, chec
             "precision": energy.get("precision", precision),
             "batch_size": energy.get("batch_size"),
             "note": "of the deployed form searched (this precision, pruned as listed); a dense model's "
-                    "inference energy does not depend on its weight values, so retraining keeps it",
+            "inference energy does not depend on its weight values, so retraining keeps it",
             "record": energy,
         },
-        "latency": {"value_s": rec.latency_s, "per": f"batch of {energy.get('batch_size', '?')} inputs",
-                    "method": energy.get("latency_method")},
+        "latency": {
+            "value_s": rec.latency_s,
+            "per": f"batch of {energy.get('batch_size', '?')} inputs",
+            "method": energy.get("latency_method"),
+        },
         "params": rec.params,
         "macs": rec.macs,
-        "profile": {"name": s.get("profile"), "meter": profile_doc.get("meter"), "device": energy.get("device_name"),
-                    "description": profile_doc.get("description")},
+        "profile": {
+            "name": s.get("profile"),
+            "meter": profile_doc.get("meter"),
+            "device": energy.get("device_name"),
+            "description": profile_doc.get("description"),
+        },
         "dataset": run_meta.get("dataset"),
         "seed": {"trial": a.get("seed"), "search": s.get("seed"), "split": s.get("split_seed")},
         "training": a.get("training"),
         "search": {"run": str(report.run.path), "study": report.study_name, "settings": s},
         "checks": [c.to_dict() for c in checks],
-        "files": {k: {"path": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
-                  for k, p in files.items() if p.exists()},
+        "files": {
+            k: {"path": p.name, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for k, p in files.items()
+            if p.exists()
+        },
         "versions": _versions(),
     }
 
@@ -102,7 +124,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     ]
     if acc["retrained"]:
         r = acc["retrained"]
-        lines.append(f"| retrained ({r['epochs']} epochs, {r['trained_on']}), test accuracy | {r['test_accuracy']:.4f} |")
+        lines.append(
+            f"| retrained ({r['epochs']} epochs, {r['trained_on']}), test accuracy | {r['test_accuracy']:.4f} |"
+        )
     lines += [
         f"| energy per inference | {en['value_j']:.4g} J, `{en['method']}`{est} |",
         f"| latency | {'-' if lat['value_s'] is None else format(lat['value_s'], '.4g')} s per {lat['per']} (`{lat['method']}`) |",
@@ -115,8 +139,11 @@ def card_markdown(card: dict[str, Any]) -> str:
         "## Export checks (same test inputs, max abs difference of the logits)",
         "",
     ]
-    lines += [f"- {c['name']}: {c['max_abs_diff']:.3g} on {c['inputs']} inputs "
-              f"({'ok' if c['passed'] else 'FAILED'}, tolerance {c['tolerance']:g})" for c in card["checks"]]
+    lines += [
+        f"- {c['name']}: {c['max_abs_diff']:.3g} on {c['inputs']} inputs "
+        f"({'ok' if c['passed'] else 'FAILED'}, tolerance {c['tolerance']:g})"
+        for c in card["checks"]
+    ]
     lines += ["", "## Files", ""]
     lines += [f"- `{f['path']}` ({f['bytes']:,} bytes, sha256 `{f['sha256'][:16]}...`)" for f in card["files"].values()]
     lines += ["", "## Energy record", "", "```json", json.dumps(en["record"], indent=2, default=str), "```", ""]

@@ -136,10 +136,17 @@ def rerank(
                 model.load_state_dict(load_weights(run, trial), strict=True)
                 weights = "trained (stored artifact)"
             else:
-                weights = "untrained (no stored weights; a dense model's inference energy does not depend on weight values)"
+                weights = (
+                    "untrained (no stored weights; a dense model's inference energy does not depend on weight values)"
+                )
             deployment = deploy(
-                model.eval(), precision, data.x_train[:CALIBRATION_SAMPLES], meter.torch_device, input_shape=input_shape,
-                runtime=target.runtime, example=inference_batch(data, target.batch_size, torch.device("cpu")),
+                model.eval(),
+                precision,
+                data.x_train[:CALIBRATION_SAMPLES],
+                meter.torch_device,
+                input_shape=input_shape,
+                runtime=target.runtime,
+                example=inference_batch(data, target.batch_size, torch.device("cpu")),
                 run_in_runtime=meter.runs_workload,
             )
             record = measure_on(meter, deployment, data, target)
@@ -147,14 +154,28 @@ def rerank(
             values["energy"] = record.energy_per_inference_j
             if "latency" in values:
                 values["latency"] = record.latency_s
-            new = replace(rec, values=values, energy_per_inference_j=record.energy_per_inference_j,
-                          energy_method=record.method, latency_s=record.latency_s)
+            new = replace(
+                rec,
+                values=values,
+                energy_per_inference_j=record.energy_per_inference_j,
+                energy_method=record.method,
+                latency_s=record.latency_s,
+            )
             measured.append(Remeasured(rec, new, record, weights))
     finally:
         meter.close()
     new_front = pareto_front([m.new for m in measured], objectives)
-    result = RerankResult(run, target.name, meter.name, "all" if all_trials else "front",
-                          report.front, new_front, measured, skipped, rerank_path(run, target))
+    result = RerankResult(
+        run,
+        target.name,
+        meter.name,
+        "all" if all_trials else "front",
+        report.front,
+        new_front,
+        measured,
+        skipped,
+        rerank_path(run, target),
+    )
     write_json(result.path, result.to_dict())
     return result
 
@@ -178,6 +199,8 @@ def format_rerank(result: RerankResult) -> str:
         )
     for n, why in sorted(result.skipped.items()):
         lines.append(f"#{n:<6} skipped: {why}")
-    lines.append(f"old front: {', '.join(f'#{r.number}' for r in result.old_front) or '-'}; "
-                 f"new front: {', '.join(f'#{r.number}' for r in result.new_front) or '-'}; written to {result.path}")
+    lines.append(
+        f"old front: {', '.join(f'#{r.number}' for r in result.old_front) or '-'}; "
+        f"new front: {', '.join(f'#{r.number}' for r in result.new_front) or '-'}; written to {result.path}"
+    )
     return "\n".join(lines)

@@ -17,9 +17,27 @@ from typing import Any
 from nas.errors import RunError
 
 # what a resumed search takes from the run when not given; never out, storage, progress, workers
-RESTORED = ("space", "profile", "dataset", "trials", "epochs", "sampler", "objectives", "seed", "study_name",
-            "threads", "batch_size", "lr", "split_seed", "allow_estimate", "energy_budget_j", "latency_budget_s",
-            "early_stop", "early_stop_k", "table")
+RESTORED = (
+    "space",
+    "profile",
+    "dataset",
+    "trials",
+    "epochs",
+    "sampler",
+    "objectives",
+    "seed",
+    "study_name",
+    "threads",
+    "batch_size",
+    "lr",
+    "split_seed",
+    "allow_estimate",
+    "energy_budget_j",
+    "latency_budget_s",
+    "early_stop",
+    "early_stop_k",
+    "table",
+)
 
 
 def absolute_arguments(settings: Any) -> dict[str, Any]:
@@ -54,7 +72,9 @@ def resume_settings(settings: Any, given: set[str] | frozenset[str]) -> Any:
     try:
         doc = json.loads(run_json.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RunError(f"{run_json}: cannot read ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:100]})") from None
+        raise RunError(
+            f"{run_json}: cannot read ({e.__class__.__name__}: {(str(e).splitlines() or [''])[0][:100]})"
+        ) from None
     if not isinstance(doc, dict):
         raise RunError(f"{run_json}: not a run.json (expected a JSON object)")
     stored = doc.get("arguments") or doc.get("settings") or {}
@@ -66,8 +86,12 @@ def resume_settings(settings: Any, given: set[str] | frozenset[str]) -> Any:
         )
     changes: dict[str, Any] = {}
     for key in RESTORED:
-        if key in given or key not in stored or stored[key] is None and key not in ("energy_budget_j",
-                                                                                     "latency_budget_s", "table"):
+        if (
+            key in given
+            or key not in stored
+            or stored[key] is None
+            and key not in ("energy_budget_j", "latency_budget_s", "table")
+        ):
             continue
         value = stored[key]
         changes[key] = tuple(value) if key == "objectives" else value

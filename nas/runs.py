@@ -29,8 +29,15 @@ from nas.storage import load_study
 
 SETTINGS_ATTR = "nas.settings"
 CSV_FIELDS = (
-    "trial", "accuracy", "test_accuracy", "energy_per_inference_j", "energy_method",
-    "latency_s", "params", "macs", "architecture",
+    "trial",
+    "accuracy",
+    "test_accuracy",
+    "energy_per_inference_j",
+    "energy_method",
+    "latency_s",
+    "params",
+    "macs",
+    "architecture",
 )
 
 
@@ -152,12 +159,16 @@ def check_made_here(study: optuna.Study, where: str) -> None:
     Raises RunError naming `where` and the study."""
     settings = study.user_attrs.get(SETTINGS_ATTR)
     if not isinstance(settings, dict):
-        raise RunError(f"{where}: study {study.study_name!r} was not made by energy-nas (no {SETTINGS_ATTR!r} "
-                       "attribute); open it with Optuna itself")
+        raise RunError(
+            f"{where}: study {study.study_name!r} was not made by energy-nas (no {SETTINGS_ATTR!r} "
+            "attribute); open it with Optuna itself"
+        )
     names = settings.get("objectives") or ["accuracy", "energy"]
     if not isinstance(names, list) or any(n not in OBJECTIVES for n in names) or len(names) != len(study.directions):
-        raise RunError(f"{where}: study {study.study_name!r} has {len(study.directions)} objectives but its settings "
-                       f"name {str(names)[:80]}; it was not made by this version of energy-nas")
+        raise RunError(
+            f"{where}: study {study.study_name!r} has {len(study.directions)} objectives but its settings "
+            f"name {str(names)[:80]}; it was not made by this version of energy-nas"
+        )
 
 
 def objectives_of(study: optuna.Study) -> tuple[Objective, ...]:

@@ -89,8 +89,13 @@ def register_runtime(name: str) -> Callable[[Preparer], Preparer]:
 
 
 def deploy_in_runtime(
-    model: nn.Module, precision: str, example: torch.Tensor, calibration: torch.Tensor, runtime: Runtime,
-    threads: int = 1, device: torch.device | str = "cpu",
+    model: nn.Module,
+    precision: str,
+    example: torch.Tensor,
+    calibration: torch.Tensor,
+    runtime: Runtime,
+    threads: int = 1,
+    device: torch.device | str = "cpu",
 ) -> DeployedModel:
     """`model` (float32, pruned, eval) deployed in `runtime` at `precision`.
 
@@ -104,10 +109,14 @@ def deploy_in_runtime(
     if runtime.name not in RUNTIMES:
         raise ConfigError(f"unknown runtime {runtime.name!r} (valid: {', '.join(sorted(RUNTIMES))})")
     if precision not in runtime_precisions(runtime.name):
-        raise ConfigError(f"precision {precision!r} does not run in runtime {runtime.name!r} "
-                          f"(it runs {', '.join(runtime_precisions(runtime.name))})")
+        raise ConfigError(
+            f"precision {precision!r} does not run in runtime {runtime.name!r} "
+            f"(it runs {', '.join(runtime_precisions(runtime.name))})"
+        )
     device = torch.device(device)
-    return RUNTIMES[runtime.name](model.eval(), precision, example, calibration, runtime, runtime.threads or threads, device)
+    return RUNTIMES[runtime.name](
+        model.eval(), precision, example, calibration, runtime, runtime.threads or threads, device
+    )
 
 
 # ------------------------------------------------------------------------------------ file formats
@@ -129,8 +138,13 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     with _quiet():
         try:
             torch.onnx.export(
-                model, (example,), str(path), input_names=["input"], output_names=["logits"],
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
+                model,
+                (example,),
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                verbose=False,
                 external_data=False,  # one self-contained file; our models are far below protobuf's 2 GB
             )
         except Exception as e:
@@ -147,9 +161,17 @@ def _torch_module(model: nn.Module, precision: str, calibration: torch.Tensor, d
 @register_runtime("torch")
 def _prepare_torch(model, precision, example, calibration, runtime, threads, device) -> DeployedModel:
     module = _torch_module(model, precision, calibration, device)
-    return DeployedModel(module, {"name": "torch", "execution_provider": None, "threads": threads,
-                                  "torch_threads": threads, "format": "eager PyTorch module",
-                                  "version": torch.__version__})
+    return DeployedModel(
+        module,
+        {
+            "name": "torch",
+            "execution_provider": None,
+            "threads": threads,
+            "torch_threads": threads,
+            "format": "eager PyTorch module",
+            "version": torch.__version__,
+        },
+    )
 
 
 @register_runtime("torchscript")
@@ -162,9 +184,17 @@ def _prepare_torchscript(model, precision, example, calibration, runtime, thread
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             loaded = torch.jit.load(str(path), map_location=example.device)
-    return DeployedModel(loaded.eval(), {"name": "torchscript", "execution_provider": None, "threads": threads,
-                                         "torch_threads": threads, "format": "torch.jit.trace (saved and loaded)",
-                                         "version": torch.__version__})
+    return DeployedModel(
+        loaded.eval(),
+        {
+            "name": "torchscript",
+            "execution_provider": None,
+            "threads": threads,
+            "torch_threads": threads,
+            "format": "torch.jit.trace (saved and loaded)",
+            "version": torch.__version__,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------ onnxruntime
@@ -205,8 +235,12 @@ def quantize_qdq(float_onnx: Path, out: Path, calibration: torch.Tensor) -> Path
     with _quiet():
         quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)  # shape inference + folding
         quantize_static(
-            str(pre), str(out), Reader(name, calibration.detach().cpu().float().numpy()),
-            quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(out),
+            Reader(name, calibration.detach().cpu().float().numpy()),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             per_channel=True,
         )
     return out
@@ -237,13 +271,19 @@ def onnx_session(path: Path | str, provider: str, threads: int) -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise RuntimeUnavailable("runtime onnxruntime: the onnxruntime package is not installed "
-                                 "(pip install 'energy-nas[export]')") from None
+        raise RuntimeUnavailable(
+            "runtime onnxruntime: the onnxruntime package is not installed (pip install 'energy-nas[export]')"
+        ) from None
     available = ort.get_available_providers()
     if provider not in available:
-        hint = " (install onnxruntime-gpu and run on a machine with an NVIDIA GPU)" if provider == "CUDAExecutionProvider" else ""
-        raise RuntimeUnavailable(f"runtime onnxruntime: {provider} is not available here "
-                                 f"(available: {', '.join(available)}){hint}")
+        hint = (
+            " (install onnxruntime-gpu and run on a machine with an NVIDIA GPU)"
+            if provider == "CUDAExecutionProvider"
+            else ""
+        )
+        raise RuntimeUnavailable(
+            f"runtime onnxruntime: {provider} is not available here (available: {', '.join(available)}){hint}"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -251,8 +291,10 @@ def onnx_session(path: Path | str, provider: str, threads: int) -> Any:
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=[provider])
     except Exception as e:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
-        raise ExportError(f"{Path(path).name}: ONNX Runtime cannot load the model ({e.__class__.__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''})") from e
+        raise ExportError(
+            f"{Path(path).name}: ONNX Runtime cannot load the model ({e.__class__.__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
 
 
 class _OrtRunner:
@@ -280,7 +322,9 @@ def _prepare_onnxruntime(model, precision, example, calibration, runtime, thread
     provider = runtime.execution_provider or "CPUExecutionProvider"
     example = example.detach().cpu().float()
     float_model = copy.deepcopy(model).cpu().eval()  # the caller's model stays where and as it is
-    exported = CastInput(float_model, low_precision_dtype(precision)).eval() if precision in ("fp16", "bf16") else float_model
+    exported = (
+        CastInput(float_model, low_precision_dtype(precision)).eval() if precision in ("fp16", "bf16") else float_model
+    )
     with tempfile.TemporaryDirectory(prefix="nas-ort-") as tmp:
         path = Path(tmp) / "model.onnx"
         write_onnx(exported, example, path)  # as `nas export` writes it
@@ -289,11 +333,25 @@ def _prepare_onnxruntime(model, precision, example, calibration, runtime, thread
             path = quantize_qdq(path, Path(tmp) / "model.int8.onnx", calibration)
             fmt = "torch.onnx.export + onnxruntime.quantization.quantize_static (QDQ, per-channel int8 weights, uint8 activations)"
         session = onnx_session(path, provider, threads)
-    return DeployedModel(_OrtRunner(session), {"name": "onnxruntime", "execution_provider": provider,
-                                               "threads": threads, "format": fmt, "version": ort.__version__})
+    return DeployedModel(
+        _OrtRunner(session),
+        {
+            "name": "onnxruntime",
+            "execution_provider": provider,
+            "threads": threads,
+            "format": fmt,
+            "version": ort.__version__,
+        },
+    )
 
 
 __all__ = [
-    "RUNTIMES", "DeployedModel", "deploy_in_runtime", "onnx_session", "quantize_qdq", "register_runtime",
-    "write_onnx", "write_torchscript",
+    "RUNTIMES",
+    "DeployedModel",
+    "deploy_in_runtime",
+    "onnx_session",
+    "quantize_qdq",
+    "register_runtime",
+    "write_onnx",
+    "write_torchscript",
 ]

@@ -39,7 +39,9 @@ SYNTAX = (
 
 _UNITS = UNITS  # one unit table for rules and flags (nas.units)
 _OPS = {"energy": "<=", "latency": "<=", "accuracy": ">="}
-_COND_RE = re.compile(r"^\s*(?P<metric>[a-z]+)\s*(?P<op><=|>=)\s*(?P<num>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*(?P<unit>\S*)\s*$")
+_COND_RE = re.compile(
+    r"^\s*(?P<metric>[a-z]+)\s*(?P<op><=|>=)\s*(?P<num>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*(?P<unit>\S*)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,9 @@ def _metric(r: TrialRecord, metric: str) -> float | None:
 def _condition(text: str, rule_text: str) -> Condition:
     m = _COND_RE.match(text)
     if not m:
-        raise ConfigError(f"--pick {rule_text!r}: cannot read condition {text!r} (expected e.g. energy<=200nJ); rules: {SYNTAX}")
+        raise ConfigError(
+            f"--pick {rule_text!r}: cannot read condition {text!r} (expected e.g. energy<=200nJ); rules: {SYNTAX}"
+        )
     metric, op, unit = m["metric"], m["op"], m["unit"]
     if metric not in _OPS:
         raise ConfigError(f"--pick {rule_text!r}: unknown metric {metric!r} (valid: {', '.join(_OPS)})")
@@ -143,14 +147,18 @@ def _parse_knee(args: str, text: str) -> Rule:
 def _parse_max_accuracy(args: str, text: str) -> Rule:
     conds = _conditions(args, text)
     if not conds or any(c.metric == "accuracy" for c in conds):
-        raise ConfigError(f"--pick {text!r}: max-accuracy needs energy<=E and/or latency<=T, e.g. max-accuracy:energy<=200nJ")
+        raise ConfigError(
+            f"--pick {text!r}: max-accuracy needs energy<=E and/or latency<=T, e.g. max-accuracy:energy<=200nJ"
+        )
     return Rule("max-accuracy", text, conditions=conds)
 
 
 def _parse_min_energy(args: str, text: str) -> Rule:
     conds = _conditions(args, text)
     if not any(c.metric == "accuracy" for c in conds) or any(c.metric == "energy" for c in conds):
-        raise ConfigError(f"--pick {text!r}: min-energy needs accuracy>=A (and optionally latency<=T), e.g. min-energy:accuracy>=0.95")
+        raise ConfigError(
+            f"--pick {text!r}: min-energy needs accuracy>=A (and optionally latency<=T), e.g. min-energy:accuracy>=0.95"
+        )
     return Rule("min-energy", text, conditions=conds)
 
 
@@ -232,7 +240,9 @@ def select(rule: str | Rule, records: Sequence[TrialRecord], front: Sequence[Tri
         if not match:
             numbers = sorted(r.number for r in records)
             have = f"{numbers[0]}..{numbers[-1]}" if numbers else "none"
-            raise RunError(f"--pick {rule.text!r}: trial {rule.trial} is not a complete trial of this run (complete: {len(numbers)}, numbers {have})")
+            raise RunError(
+                f"--pick {rule.text!r}: trial {rule.trial} is not a complete trial of this run (complete: {len(numbers)}, numbers {have})"
+            )
         rec = match[0]
         where = "on the front" if rec.number in on_front else "not on the front"
         return Selection(rule, rec, rec.number in on_front, f"trial {rec.number} as asked ({where})")
@@ -248,8 +258,13 @@ def select(rule: str | Rule, records: Sequence[TrialRecord], front: Sequence[Tri
             values = [v for r in feasible if (v := _metric(r, c.metric)) is not None]
             if values:
                 best = min(values) if c.op == "<=" else max(values)
-                hints.append(f"{'lowest' if c.op == '<=' else 'highest'} {c.metric} of {len(values)} trials: {best:.4g}")
-        raise RunError(f"--pick {rule.text!r}: no feasible trial has {_describe(rule.conditions)}" + (f" ({'; '.join(hints)})" if hints else ""))
+                hints.append(
+                    f"{'lowest' if c.op == '<=' else 'highest'} {c.metric} of {len(values)} trials: {best:.4g}"
+                )
+        raise RunError(
+            f"--pick {rule.text!r}: no feasible trial has {_describe(rule.conditions)}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+        )
     if rule.kind == "max-accuracy":
         rec = min(pool, key=lambda r: (-r.accuracy, r.energy_per_inference_j, r.number))
         reason = f"max-accuracy: highest validation accuracy ({rec.accuracy:.4f}) among {len(pool)} trials with {_describe(rule.conditions)}"

@@ -31,9 +31,7 @@ def _suggest(trial: optuna.Trial, p: Param, name: str) -> Any:
     return trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
 
 
-def _units(
-    trial: optuna.Trial, group: Repeated, prefix: str, outer: Mapping[str, Any]
-) -> list[dict[str, Any]]:
+def _units(trial: optuna.Trial, group: Repeated, prefix: str, outer: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Sample `group`'s count, then per unit its parameters and nested groups."""
     count = _suggest(trial, group.count, f"{prefix}{group.name}.count")
     units = []

@@ -204,8 +204,7 @@ def _family_space(doc: Doc, family: str, name: str, description: str, file: str)
         if p.name == "prune_ratio" and not fam.prunable:
             raise pdoc.error(f"structured pruning is not defined for family {family!r}", key="prune_ratio")
     group = _group(doc.sub(fam.unit.name), fam.unit, {p.name: p for p in params})
-    space = SearchSpace(name=name, family=family, description=description, params=params,
-                        repeated=group, source=file)
+    space = SearchSpace(name=name, family=family, description=description, params=params, repeated=group, source=file)
     fam.check_space(space)
     return space
 
@@ -235,8 +234,15 @@ def parse_space(data: Any, file: str, default_name: str = "space") -> SearchSpac
             body = fdoc.sub(fam_name)
             body.check_keys({"params", get_family(fam_name).unit.name})
             subs.append(_family_space(body, str(fam_name), name, description, file))
-        return SearchSpace(name=name, family="|".join(f.family for f in subs), description=description,
-                           params=(), repeated=None, source=file, families=tuple(subs))
+        return SearchSpace(
+            name=name,
+            family="|".join(f.family for f in subs),
+            description=description,
+            params=(),
+            repeated=None,
+            source=file,
+            families=tuple(subs),
+        )
     family = doc.str("family")
     valid = family_names()
     if family not in valid:

@@ -217,8 +217,14 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
                 continue
             msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
             msg = _without_password(redact_url(msg) if "://" in msg else msg, url)
-            hint = " (no database driver for this URL; PostgreSQL: postgresql+psycopg://)" if isinstance(e, ImportError) else ""
-            raise StorageError(f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {msg}){hint}") from None
+            hint = (
+                " (no database driver for this URL; PostgreSQL: postgresql+psycopg://)"
+                if isinstance(e, ImportError)
+                else ""
+            )
+            raise StorageError(
+                f"storage {redact_url(url)}: cannot open ({e.__class__.__name__}: {msg}){hint}"
+            ) from None
     raise AssertionError("unreachable")
 
 
@@ -293,7 +299,19 @@ def load_study(url: str, study_name: str | None = None, heartbeat: bool = False)
 
 
 __all__ = [
-    "GRACE_PERIOD_S", "HEARTBEAT_INTERVAL_S", "MAX_RETRY", "create_or_load_study", "creation_lock",
-    "engine_kwargs", "find_study", "heartbeat_kwargs", "load_study", "open_storage", "redact_url",
-    "retry_callback", "sqlite_path", "storage_url", "storage_url_of",
+    "GRACE_PERIOD_S",
+    "HEARTBEAT_INTERVAL_S",
+    "MAX_RETRY",
+    "create_or_load_study",
+    "creation_lock",
+    "engine_kwargs",
+    "find_study",
+    "heartbeat_kwargs",
+    "load_study",
+    "open_storage",
+    "redact_url",
+    "retry_callback",
+    "sqlite_path",
+    "storage_url",
+    "storage_url_of",
 ]

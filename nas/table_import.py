@@ -96,15 +96,23 @@ def params_of(arch: Architecture, space: SearchSpace) -> dict[str, Any]:
     if arch.family != space.family:
         raise ConfigError(f"family {arch.family!r} is not the space's ({space.family!r})")
     trial = _ArchTrial(arch, space)
-    if sample(trial, space) != Architecture(arch.family, {k: v for k, v in arch.params.items()
-                                                          if k in {p.name for p in space.params}}, arch.units):
+    if sample(trial, space) != Architecture(
+        arch.family, {k: v for k, v in arch.params.items() if k in {p.name for p in space.params}}, arch.units
+    ):
         raise ConfigError("the architecture has values the space does not sample")
     return trial.params
 
 
-def import_table(csv_path: str | Path, settings: Any, out: str | Path, *, arch_column: str = "arch_str",
-                 accuracy_column: str = "accuracy_pct", energy_column: str = "energy_j",
-                 latency_column: str | None = None) -> Table:
+def import_table(
+    csv_path: str | Path,
+    settings: Any,
+    out: str | Path,
+    *,
+    arch_column: str = "arch_str",
+    accuracy_column: str = "accuracy_pct",
+    energy_column: str = "energy_j",
+    latency_column: str | None = None,
+) -> Table:
     """Read `csv_path` into a table of `settings.space` (a nas.search.SearchSettings: space, profile)
     and write it to `out` (JSON, as `nas bench build` writes).
 
@@ -140,6 +148,7 @@ def import_table(csv_path: str | Path, settings: Any, out: str | Path, *, arch_c
         if latency_column is None and "latency_s" in header:
             latency_column = "latency_s"
         for n, row in enumerate(reader, start=2):
+
             def bad(column: str, why: str, n: int = n) -> ConfigError:
                 return ConfigError(f"{path}: row {n}, column {column!r}: {why}")
 
@@ -154,39 +163,86 @@ def import_table(csv_path: str | Path, settings: Any, out: str | Path, *, arch_c
                 params = params_of(arch, space)
             except (NasError, json.JSONDecodeError, ValueError) as e:
                 raise bad(arch_column, str(e)) from None
-            acc = _number(row.get(accuracy_column), lambda v: 0 <= v <= (100 if percent else 1),
-                          f"expected an accuracy in [0, {100 if percent else 1}]", bad, accuracy_column)
+            acc = _number(
+                row.get(accuracy_column),
+                lambda v: 0 <= v <= (100 if percent else 1),
+                f"expected an accuracy in [0, {100 if percent else 1}]",
+                bad,
+                accuracy_column,
+            )
             acc = acc / 100 if percent else acc
-            energy = _number(row.get(energy_column), lambda v: v > 0, "expected an energy in J, > 0", bad, energy_column)
-            latency = (_number(row.get(latency_column), lambda v: v > 0, "expected a latency in s, > 0", bad,
-                               latency_column) if latency_column else None)
+            energy = _number(
+                row.get(energy_column), lambda v: v > 0, "expected an energy in J, > 0", bad, energy_column
+            )
+            latency = (
+                _number(row.get(latency_column), lambda v: v > 0, "expected a latency in s, > 0", bad, latency_column)
+                if latency_column
+                else None
+            )
             key = key_of(params)
             values = {"accuracy": acc, "energy": energy, **({"latency": latency} if latency is not None else {})}
             if key in rows and rows[key]["values"] != values:
-                raise bad(arch_column, f"the same architecture as row {rows[key]['user_attrs']['source_row']} "
-                                       "with different figures")
-            rows[key] = {"values": values, "user_attrs": {
-                "architecture": arch.to_dict(), "arch": _label(arch), "val_accuracy": acc, "test_accuracy": None,
-                "energy_per_inference_j": energy, "energy_method": ENERGY_METHOD, "energy_source": path.name,
-                "latency_s": latency, "source_row": n,
-            }}
+                raise bad(
+                    arch_column,
+                    f"the same architecture as row {rows[key]['user_attrs']['source_row']} with different figures",
+                )
+            rows[key] = {
+                "values": values,
+                "user_attrs": {
+                    "architecture": arch.to_dict(),
+                    "arch": _label(arch),
+                    "val_accuracy": acc,
+                    "test_accuracy": None,
+                    "energy_per_inference_j": energy,
+                    "energy_method": ENERGY_METHOD,
+                    "energy_source": path.name,
+                    "latency_s": latency,
+                    "source_row": n,
+                },
+            }
     if not rows:
         raise ConfigError(f"{path}: no rows")
     objectives = ["accuracy", "energy"] + (["latency"] if latency_column else [])
-    resolved = {"space": space.name, "profile": profile.name, "dataset": f"imported:{path.name}",
-                "objectives": objectives, "epochs": None, "batch_size": None, "lr": None, "split_seed": 0,
-                "allow_estimate": True, "imported": {"file": path.name, "columns": {
-                    "architecture": arch_column, "accuracy": accuracy_column, "energy": energy_column,
-                    "latency": latency_column}, "accuracy_unit": "percent" if percent else "fraction"}}
+    resolved = {
+        "space": space.name,
+        "profile": profile.name,
+        "dataset": f"imported:{path.name}",
+        "objectives": objectives,
+        "epochs": None,
+        "batch_size": None,
+        "lr": None,
+        "split_seed": 0,
+        "allow_estimate": True,
+        "imported": {
+            "file": path.name,
+            "columns": {
+                "architecture": arch_column,
+                "accuracy": accuracy_column,
+                "energy": energy_column,
+                "latency": latency_column,
+            },
+            "accuracy_unit": "percent" if percent else "fraction",
+        },
+    }
     table = Table(space.to_dict(), profile_doc, resolved, rows, time.perf_counter() - t0)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(Path(out), {"version": TABLE_VERSION, "space": table.space_doc, "profile": table.profile_doc,
-                           "settings": resolved, "build_s": table.build_s, "rows": rows})
+    write_json(
+        Path(out),
+        {
+            "version": TABLE_VERSION,
+            "space": table.space_doc,
+            "profile": table.profile_doc,
+            "settings": resolved,
+            "build_s": table.build_s,
+            "rows": rows,
+        },
+    )
     return table
 
 
-def _number(text: str | None, ok: Callable[[float], bool], expected: str,
-            bad: Callable[[str, str], ConfigError], column: str) -> float:
+def _number(
+    text: str | None, ok: Callable[[float], bool], expected: str, bad: Callable[[str, str], ConfigError], column: str
+) -> float:
     try:
         value = float(text) if text is not None and text.strip() else math.nan
     except ValueError:
@@ -194,7 +250,6 @@ def _number(text: str | None, ok: Callable[[float], bool], expected: str,
     if not math.isfinite(value) or not ok(value):
         raise bad(column, f"{expected}, got {text!r}")
     return value
-
 
 
 def _label(arch: Architecture) -> str:

@@ -97,8 +97,17 @@ class Table:
             raise RunError(f"architecture {params} is not in the table (was it built from this space?)") from None
 
 
-TABLE_SETTINGS = {"space": str, "profile": str, "dataset": str, "epochs": int, "batch_size": int, "lr": (int, float),
-                  "split_seed": int, "allow_estimate": bool, "objectives": list}
+TABLE_SETTINGS = {
+    "space": str,
+    "profile": str,
+    "dataset": str,
+    "epochs": int,
+    "batch_size": int,
+    "lr": (int, float),
+    "split_seed": int,
+    "allow_estimate": bool,
+    "objectives": list,
+}
 MAX_TABLE_BYTES = 512 << 20  # 4,662 architectures take about 20 MB
 
 
@@ -126,6 +135,7 @@ def load_table(path: str | Path) -> Table:
 
 def _check_table(doc: dict[str, Any], shown: str) -> None:
     """Field types of a table document: space/profile/settings mappings, rows of finite values."""
+
     def bad(field: str, expected: str) -> ConfigError:
         """The one-line error for `field` of the table."""
         return ConfigError(f"{shown}: field '{field}': {expected}")
@@ -141,11 +151,17 @@ def _check_table(doc: dict[str, Any], shown: str) -> None:
         raise bad("rows", "expected at least one evaluated architecture")
     names = None
     for key, row in doc["rows"].items():
-        if not isinstance(row, dict) or not isinstance(row.get("values"), dict) or not isinstance(row.get("user_attrs"), dict):
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("values"), dict)
+            or not isinstance(row.get("user_attrs"), dict)
+        ):
             raise bad(f"rows[{key[:40]!r}]", "expected a mapping with 'values' and 'user_attrs' mappings")
         for name, value in row["values"].items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise bad(f"rows[{key[:40]!r}].values.{str(name)[:40]}", f"expected a finite number, got {str(value)[:40]!r}")
+                raise bad(
+                    f"rows[{key[:40]!r}].values.{str(name)[:40]}", f"expected a finite number, got {str(value)[:40]!r}"
+                )
         if names is None:
             names = set(row["values"])
         elif set(row["values"]) != names:
@@ -160,11 +176,26 @@ def imported_dataset(settings: dict[str, Any]) -> Any:
     from nas.data import Dataset
 
     empty = torch.zeros(0, 1)
-    return Dataset(str(settings["dataset"]), empty, empty.long(), empty, empty.long(), empty, empty.long(), 0,
-                   int(settings.get("split_seed", 0)))
+    return Dataset(
+        str(settings["dataset"]),
+        empty,
+        empty.long(),
+        empty,
+        empty.long(),
+        empty,
+        empty.long(),
+        0,
+        int(settings.get("split_seed", 0)),
+    )
 
 
 __all__ = [
-    "BENCH_OBJECTIVES", "BENCH_SPACE", "TABLE_VERSION", "Table", "enumerate_space", "imported_dataset", "key_of",
+    "BENCH_OBJECTIVES",
+    "BENCH_SPACE",
+    "TABLE_VERSION",
+    "Table",
+    "enumerate_space",
+    "imported_dataset",
+    "key_of",
     "load_table",
 ]

@@ -73,9 +73,11 @@ def set_user_attrs(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
             # the same check set_user_attr makes: a finished trial's attributes are frozen
             rdb.check_trial_is_updatable(trial_id, models.TrialModel.find_or_raise_by_id(trial_id, session).state)
             stmt = insert(table).values(rows)
-            session.execute(stmt.on_conflict_do_update(
-                index_elements=[table.trial_id, table.key], set_={"value_json": stmt.excluded.value_json}
-            ))
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[table.trial_id, table.key], set_={"value_json": stmt.excluded.value_json}
+                )
+            )
         except BaseException:  # Ctrl-C too: never leave the thread's session inside a transaction
             session.rollback()
             raise
@@ -110,8 +112,10 @@ def count_trials(study: optuna.Study, state: TrialState) -> int:
             from optuna.storages._rdb import models
 
             trials_t = models.TrialModel.__table__
-            query = sa.select(sa.func.count()).select_from(trials_t).where(
-                trials_t.c.study_id == study._study_id, trials_t.c.state == state
+            query = (
+                sa.select(sa.func.count())
+                .select_from(trials_t)
+                .where(trials_t.c.study_id == study._study_id, trials_t.c.state == state)
             )
             with rdb.engine.connect() as conn:
                 return int(conn.execute(query).scalar_one())
@@ -130,8 +134,10 @@ def read_trials(study: optuna.Study, states: Container[TrialState] | None = None
             trials = None
         if trials is not None:
             return [t for t in trials if states is None or t.state in states]
-    return [StoredTrial(t.number, t.state, t.values, t.user_attrs, t.constraints)
-            for t in study.get_trials(deepcopy=False, states=states)]
+    return [
+        StoredTrial(t.number, t.state, t.values, t.user_attrs, t.constraints)
+        for t in study.get_trials(deepcopy=False, states=states)
+    ]
 
 
 def _read_rdb(rdb: Any, study_id: int) -> list[StoredTrial]:
@@ -146,13 +152,18 @@ def _read_rdb(rdb: Any, study_id: int) -> list[StoredTrial]:
     in_study = trials_t.c.study_id == study_id
 
     def of_study(table: Any, *columns: Any) -> Any:
-        return sa.select(table.c.trial_id, *columns).join(trials_t, trials_t.c.trial_id == table.c.trial_id).where(in_study)
+        return (
+            sa.select(table.c.trial_id, *columns)
+            .join(trials_t, trials_t.c.trial_id == table.c.trial_id)
+            .where(in_study)
+        )
 
     with rdb.engine.connect() as conn:  # one read transaction: a consistent snapshot
         rows = conn.execute(sa.select(trials_t.c.trial_id, trials_t.c.number, trials_t.c.state).where(in_study)).all()
         values: dict[int, dict[int, float]] = {}
-        for tid, objective, value, kind in conn.execute(of_study(values_t, values_t.c.objective, values_t.c.value,
-                                                                   values_t.c.value_type)):
+        for tid, objective, value, kind in conn.execute(
+            of_study(values_t, values_t.c.objective, values_t.c.value, values_t.c.value_type)
+        ):
             values.setdefault(tid, {})[objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
         user_rows = conn.execute(of_study(user_t, user_t.c.key, user_t.c.value_json)).all()
         # one parse of a JSON array of every value: a json.loads call per value cost more than the parsing
@@ -162,17 +173,22 @@ def _read_rdb(rdb: Any, study_id: int) -> list[StoredTrial]:
             user.setdefault(tid, {})[key] = value
         system: dict[int, dict[str, Any]] = {}
         constraint_rows = of_study(system_t, system_t.c.key, system_t.c.value_json).where(
-            system_t.c.key.like("constraints%"))
+            system_t.c.key.like("constraints%")
+        )
         for tid, key, value_json in conn.execute(constraint_rows):
             system.setdefault(tid, {})[key] = json.loads(value_json)
     out = []
     for tid, number, state in rows:
         v = values.get(tid)
-        out.append(StoredTrial(
-            number=number, state=TrialState[state] if isinstance(state, str) else state,
-            values=[v[i] for i in sorted(v)] if v else None, user_attrs=user.get(tid, {}),
-            constraints=_get_constraints_from_system_attrs(system.get(tid, {})),
-        ))
+        out.append(
+            StoredTrial(
+                number=number,
+                state=TrialState[state] if isinstance(state, str) else state,
+                values=[v[i] for i in sorted(v)] if v else None,
+                user_attrs=user.get(tid, {}),
+                constraints=_get_constraints_from_system_attrs(system.get(tid, {})),
+            )
+        )
     return sorted(out, key=lambda t: t.number)
 
 

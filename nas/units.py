@@ -33,10 +33,14 @@ def parse_quantity(text: str, kind: str, what: str) -> float:
     valid = ", ".join(u for u in units if u)
     m = _QUANTITY_RE.match(str(text))
     if not m:
-        raise ConfigError(f"{what}: cannot read {str(text)[:60]!r} as a quantity (expected a number with a unit: {valid})")
+        raise ConfigError(
+            f"{what}: cannot read {str(text)[:60]!r} as a quantity (expected a number with a unit: {valid})"
+        )
     scale = units.get(m["unit"])
     if scale is None:
-        raise ConfigError(f"{what}: unknown unit {m['unit'][:20]!r} for {kind} (valid: {valid}; none means {BASE_UNIT[kind]})")
+        raise ConfigError(
+            f"{what}: unknown unit {m['unit'][:20]!r} for {kind} (valid: {valid}; none means {BASE_UNIT[kind]})"
+        )
     value = float(m["num"]) * scale
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{what}: expected a finite {kind} > 0, got {str(text)[:60]!r}")

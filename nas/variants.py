@@ -87,16 +87,20 @@ def compare_variants(
     # a space where the family is a choice: vary within the trial's family, its names unprefixed
     family_space = next((a for a in ctx.space.alternatives() if a.family == family_name), ctx.space)
     prefix = f"{family_name}." if ctx.space.families else ""
-    chosen = {k[len(prefix):]: v for k, v in source.params.items() if k.startswith(prefix)}
-    precisions = tuple(p for p in ctx.profile.precisions
-                       if p in family.precisions and deployable(p, ctx.profile, ctx.meter.torch_device) is None)
+    chosen = {k[len(prefix) :]: v for k, v in source.params.items() if k.startswith(prefix)}
+    precisions = tuple(
+        p
+        for p in ctx.profile.precisions
+        if p in family.precisions and deployable(p, ctx.profile, ctx.meter.torch_device) is None
+    )
     variants = default_variants(precisions, prune_ratio if family.prunable else None)
     levers = (
         Param("precision", "choice", choices=tuple(dict.fromkeys(v.precision for v in variants))),
         Param("prune_ratio", "choice", choices=tuple(dict.fromkeys(v.prune_ratio for v in variants))),
     )
     space = dataclasses.replace(
-        family_space, params=tuple(p for p in family_space.params if p.name not in ("precision", "prune_ratio")) + levers
+        family_space,
+        params=tuple(p for p in family_space.params if p.name not in ("precision", "prune_ratio")) + levers,
     )
     ctx = dataclasses.replace(ctx, space=space, artifact_dir=None)
     objective = TrialObjective(ctx, fixed_seed=source.user_attrs.get("seed"))
@@ -109,22 +113,38 @@ def compare_variants(
         values = objective(trial)
         scratch.tell(trial, values)
         a = scratch.trials[-1].user_attrs
-        results.append(VariantResult(v, a["val_accuracy"], a.get("test_accuracy"), a["energy_per_inference_j"],
-                                     a["energy_method"], a["latency_s"], a["params"], a["macs"]))
+        results.append(
+            VariantResult(
+                v,
+                a["val_accuracy"],
+                a.get("test_accuracy"),
+                a["energy_per_inference_j"],
+                a["energy_method"],
+                a["latency_s"],
+                a["params"],
+                a["macs"],
+            )
+        )
     return dict(source.user_attrs.get("architecture", {})), results
 
 
 def _ranges(numbers: list[int]) -> str:
     if not numbers:
         return "none"
-    return f"{numbers[0]}-{numbers[-1]}" if numbers == list(range(numbers[0], numbers[-1] + 1)) else ", ".join(map(str, numbers))
+    return (
+        f"{numbers[0]}-{numbers[-1]}"
+        if numbers == list(range(numbers[0], numbers[-1] + 1))
+        else ", ".join(map(str, numbers))
+    )
 
 
 def format_variants(arch: dict[str, Any], results: list[VariantResult]) -> str:
     """What `nas variants` prints: one row per variant, energy relative to fp32."""
     base = results[0]
-    lines = [f"architecture: {arch}",
-             f"{'variant':<20} {'val acc':>8} {'test acc':>8} {'energy/inf (J)':>15} {'vs fp32':>8} {'params':>9} {'MACs':>11}  method"]
+    lines = [
+        f"architecture: {arch}",
+        f"{'variant':<20} {'val acc':>8} {'test acc':>8} {'energy/inf (J)':>15} {'vs fp32':>8} {'params':>9} {'MACs':>11}  method",
+    ]
     for r in results:
         lines.append(
             f"{r.variant.label:<20} {r.val_accuracy:>8.4f} {r.test_accuracy if r.test_accuracy is not None else float('nan'):>8.4f} "

@@ -127,8 +127,7 @@ def format_worker(r: WorkerResult) -> str:
     failed = ", ".join(f"{k} {v}" for k, v in sorted(r.failed.items())) or "none"
     return (
         f"worker on {r.host} ({r.meter}): {r.new_trials} new trials in {r.wall_s:.1f} s; study "
-        f"{r.study_name} has {r.complete} complete; failed: {failed}"
-        + ("; interrupted" if r.interrupted else "")
+        f"{r.study_name} has {r.complete} complete; failed: {failed}" + ("; interrupted" if r.interrupted else "")
     )
 
 
@@ -182,8 +181,14 @@ def run_worker(ws: WorkerSettings) -> WorkerResult:
     index = ws.worker_index if ws.worker_index is not None else worker_index_for(ctx.host)
     result = optimize(ctx, study, None, worker_index=index)  # handles stop signals itself
     return WorkerResult(
-        study_name=study.study_name, host=ctx.host, meter=ctx.meter.name, new_trials=result.new_trials,
-        complete=result.complete, failed=result.failed, interrupted=result.interrupted, wall_s=result.wall_s,
+        study_name=study.study_name,
+        host=ctx.host,
+        meter=ctx.meter.name,
+        new_trials=result.new_trials,
+        complete=result.complete,
+        failed=result.failed,
+        interrupted=result.interrupted,
+        wall_s=result.wall_s,
     )
 
 
@@ -191,8 +196,21 @@ def run_worker(ws: WorkerSettings) -> WorkerResult:
 def worker_command(study_name: str, index: int, ctx: SearchContext) -> list[str]:
     """The command line of local worker `index` (no credentials: the URL goes in the environment)."""
     s = ctx.settings
-    cmd = [sys.executable, "-m", "nas", "worker", "--study", study_name, "--threads", str(s.threads),
-           "--worker-index", str(index), "--trials", str(s.trials), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nas",
+        "worker",
+        "--study",
+        study_name,
+        "--threads",
+        str(s.threads),
+        "--worker-index",
+        str(index),
+        "--trials",
+        str(s.trials),
+        "--quiet",
+    ]
     if s.timeout_s is not None:
         cmd += ["--timeout", str(s.timeout_s)]
     if ctx.artifact_dir is not None:
@@ -228,10 +246,14 @@ def run_local_workers(ctx: SearchContext, study: optuna.Study, run: RunFolder, u
             for i in range(s.workers if _complete(study) < s.trials else 0):  # none when already done
                 if stop.requested:
                     break
-                procs.append(subprocess.Popen(
-                    worker_command(study.study_name, i, ctx), env=env, stdout=subprocess.DEVNULL,
-                    start_new_session=True,
-                ))
+                procs.append(
+                    subprocess.Popen(
+                        worker_command(study.study_name, i, ctx),
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
             while not stop.requested and any(p.poll() is None for p in procs):
                 time.sleep(0.5)
                 if bar is not None:

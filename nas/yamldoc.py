@@ -79,7 +79,8 @@ class BoundedLoader(yaml.SafeLoader):
                     size = 1 + sum(sizes[id(k)] + sizes[id(v)] for k, v in node.value)
                 if size > self.max_expanded:
                     raise yaml.constructor.ConstructorError(
-                        None, None,
+                        None,
+                        None,
                         f"the document expands to more than {self.max_expanded:,} nodes and characters "
                         "(anchors and aliases repeat what they refer to)",
                         node.start_mark,
@@ -122,7 +123,8 @@ class BoundedLoader(yaml.SafeLoader):
                     continue
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
                         f"duplicate key {str(key)[:60]!r} (first at line {first.start_mark.line + 1}; "
                         "YAML keys must be unique)",
                         key_node.start_mark,

@@ -29,8 +29,14 @@ def cpu_seconds(pid: int) -> float:
 class LivePowercap:
     """One package zone (`intel-rapl:0`, `package-0`) updated every `period_s` seconds."""
 
-    def __init__(self, root: Path, pids: Callable[[], list[int]], idle_w: float = 5.0, active_w: float = 20.0,
-                 period_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        root: Path,
+        pids: Callable[[], list[int]],
+        idle_w: float = 5.0,
+        active_w: float = 20.0,
+        period_s: float = 0.002,
+    ) -> None:
         self.root, self.pids, self.idle_w, self.active_w, self.period_s = root, pids, idle_w, active_w, period_s
         zone = root / "intel-rapl:0"
         zone.mkdir(parents=True)
@@ -70,7 +76,9 @@ class LivePowercap:
         self._thread.join()
 
 
-def rapl_profile(path: Path, runtime: Any = None, precisions: tuple[str, ...] = ("fp32", "int8"), **inference: Any) -> Path:
+def rapl_profile(
+    path: Path, runtime: Any = None, precisions: tuple[str, ...] = ("fp32", "int8"), **inference: Any
+) -> Path:
     """The shipped cpu-rapl profile with a short protocol (windows of 20 ms, 2 repeats), gross
     energy as objective, and `runtime`; written to `path`."""
     from nas.config import load_profile
@@ -78,11 +86,21 @@ def rapl_profile(path: Path, runtime: Any = None, precisions: tuple[str, ...] = 
     doc = yaml.safe_load(Path(load_profile("cpu-rapl").source).read_text())
     doc["name"] = path.stem
     doc["device"]["precisions"] = list(precisions)
-    doc["estimate"]["energy_per_mac_j"] = {p: v for p, v in doc["estimate"]["energy_per_mac_j"].items() if p in precisions}
-    doc["throughput"]["peak_macs_per_s"] = {p: v for p, v in doc["throughput"]["peak_macs_per_s"].items() if p in precisions}
+    doc["estimate"]["energy_per_mac_j"] = {
+        p: v for p, v in doc["estimate"]["energy_per_mac_j"].items() if p in precisions
+    }
+    doc["throughput"]["peak_macs_per_s"] = {
+        p: v for p, v in doc["throughput"]["peak_macs_per_s"].items() if p in precisions
+    }
     doc["inference"].update({"batch_size": 16, **inference})
-    doc["measurement"] = {"warmup_batches": 1, "min_window_s": 0.02, "min_inferences": 16, "repeats": 2,
-                          "idle_window_s": 0.02, "subtract_idle": False}
+    doc["measurement"] = {
+        "warmup_batches": 1,
+        "min_window_s": 0.02,
+        "min_inferences": 16,
+        "repeats": 2,
+        "idle_window_s": 0.02,
+        "subtract_idle": False,
+    }
     if runtime is not None:
         doc["runtime"] = runtime
     path.write_text(yaml.safe_dump(doc))

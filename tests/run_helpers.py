@@ -26,13 +26,15 @@ def env(**extra: str) -> dict[str, str]:
 
 def run_nas(*args: str, timeout: float = 300, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`python -m nas ARGS` to completion, text output captured."""
-    return subprocess.run([*NAS, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env=env(**(extra_env or {})))
+    return subprocess.run(
+        [*NAS, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env(**(extra_env or {}))
+    )
 
 
 def start_nas(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([*NAS, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            env=env(**(extra_env or {})))
+    return subprocess.Popen(
+        [*NAS, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env(**(extra_env or {}))
+    )
 
 
 def sqlite_url(run: Path) -> str:
@@ -70,8 +72,11 @@ def nondominated(complete: list[optuna.trial.FrozenTrial]) -> set[int]:
         (acc_a, e_a), (acc_b, e_b) = a.values[:2], b.values[:2]
         return acc_a >= acc_b and e_a <= e_b and (acc_a > acc_b or e_a < e_b)
 
-    return {t.number for t in complete
-            if "duplicate_of" not in t.user_attrs and not any(beats(o, t) for o in complete if o is not t)}
+    return {
+        t.number
+        for t in complete
+        if "duplicate_of" not in t.user_attrs and not any(beats(o, t) for o in complete if o is not t)
+    }
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess, code: int | None = None) -> str:

@@ -39,4 +39,7 @@ def test_select_and_rerank_stay_functions_after_a_report(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     # the function ran (and found no front), instead of "'module' object is not callable"
-    assert proc.stdout.splitlines() == ["RunError the run has no feasible complete trial, so no front and no knee", "True True"]
+    assert proc.stdout.splitlines() == [
+        "RunError the run has no feasible complete trial, so no front and no knee",
+        "True True",
+    ]

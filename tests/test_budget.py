@@ -30,8 +30,9 @@ def test_early_stop_rule():
 
 def test_search_with_energy_budget_trains_no_over_budget_candidate(tmp_path):
     budget = 2e-5  # between the default space's smallest and largest networks on cpu-host
-    res = run_search(SearchSettings(space="mlp", trials=12, epochs=1, seed=2, energy_budget_j=budget,
-                                    out=str(tmp_path / "b")))
+    res = run_search(
+        SearchSettings(space="mlp", trials=12, epochs=1, seed=2, energy_budget_j=budget, out=str(tmp_path / "b"))
+    )
     study = optuna.load_study(study_name="b", storage=f"sqlite:///{tmp_path}/b/study.db")
     over = [t for t in study.trials if t.user_attrs["energy_per_inference_j"] > budget]
     under = [t for t in study.trials if t.user_attrs["energy_per_inference_j"] <= budget]
@@ -45,12 +46,16 @@ def test_search_with_energy_budget_trains_no_over_budget_candidate(tmp_path):
     assert all(r.energy_per_inference_j <= budget for r in res.front)
     assert res.savings["over_budget_not_trained"] == len(over)
     assert res.savings["training_energy_saved_by_budget_j"] == pytest.approx(
-        sum(t.user_attrs["training_saved_j"] for t in over))
+        sum(t.user_attrs["training_saved_j"] for t in over)
+    )
 
 
 def test_early_stop_keeps_partial_results(tmp_path):
-    res = run_search(SearchSettings(space="mlp", trials=14, epochs=4, seed=1, early_stop=True, early_stop_k=1,
-                                    out=str(tmp_path / "e")))
+    res = run_search(
+        SearchSettings(
+            space="mlp", trials=14, epochs=4, seed=1, early_stop=True, early_stop_k=1, out=str(tmp_path / "e")
+        )
+    )
     study = optuna.load_study(study_name="e", storage=f"sqlite:///{tmp_path}/e/study.db")
     stopped = [t for t in study.trials if t.user_attrs.get("stopped_early_at_epoch")]
     assert stopped, "with k=1 some candidate must be dominated early"
@@ -86,10 +91,12 @@ def test_precision_the_profile_cannot_run_is_refused_before_anything_runs(tmp_pa
 
 
 def test_savings_summary_sums_by_kind():
-    s = savings_summary([
-        {"training": {"energy_j": 2.0, "method": "m"}},
-        {"over_budget": True, "training_saved_j": 5.0, "training_saved_method": "m"},
-        {"training": {"energy_j": 1.0, "method": "m"}, "stopped_early_at_epoch": 1, "training_saved_j": 3.0},
-    ])
+    s = savings_summary(
+        [
+            {"training": {"energy_j": 2.0, "method": "m"}},
+            {"over_budget": True, "training_saved_j": 5.0, "training_saved_method": "m"},
+            {"training": {"energy_j": 1.0, "method": "m"}, "stopped_early_at_epoch": 1, "training_saved_j": 3.0},
+        ]
+    )
     assert s["training_energy_j"] == 3.0 and s["training_energy_saved_by_budget_j"] == 5.0
     assert s["training_energy_saved_by_early_stop_j"] == 3.0 and s["stopped_early"] == 1

@@ -25,8 +25,15 @@ from nas.pareto import TrialRecord
 
 def rec(n: int, acc: float, energy: float) -> TrialRecord:
     return TrialRecord(
-        number=n, values={"accuracy": acc, "energy": energy}, accuracy=acc, test_accuracy=None,
-        energy_per_inference_j=energy, energy_method="measured:nvml-counter", latency_s=None, params=0, macs=0,
+        number=n,
+        values={"accuracy": acc, "energy": energy},
+        accuracy=acc,
+        test_accuracy=None,
+        energy_per_inference_j=energy,
+        energy_method="measured:nvml-counter",
+        latency_s=None,
+        params=0,
+        macs=0,
         architecture={},
     )
 
@@ -71,8 +78,13 @@ def test_baseline_ties_on_accuracy_go_to_the_cheaper_model():
 def test_search_cost_sums_training_and_measurement_of_every_trial():
     estimated = {"method": "estimated:analytical", "energy_per_inference_j": 1e-6}
     measured = {
-        "method": "measured:nvml-counter", "gross_energy_per_inference_j": 2e-6, "energy_per_inference_j": 1.5e-6,
-        "inferences_per_window": 100, "repeats": 5, "idle_power_w": 10.0, "window_s": 1.0,
+        "method": "measured:nvml-counter",
+        "gross_energy_per_inference_j": 2e-6,
+        "energy_per_inference_j": 1.5e-6,
+        "inferences_per_window": 100,
+        "repeats": 5,
+        "idle_power_w": 10.0,
+        "window_s": 1.0,
     }
     attrs = [
         {"training": {"energy_j": 3.0, "method": "estimated:analytical"}, "energy": estimated},

@@ -51,15 +51,27 @@ def run(tmp_path_factory):
     ("yaml_text", "needles"),
     [
         ("family: mlp\nparams: [unclosed\n", ["space.yaml:", "malformed YAML"]),
-        ("family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [0.0]}\n"
-         "layers:\n  count: {low: 3, high: 1}\n  params:\n    width: {choices: [8]}\n", ["layers.count", "above high"]),
-        ("family: mlp\nparams:\n  activation: {choices: [relu, swishy]}\n  dropout: {choices: [0.0]}\n"
-         "layers:\n  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8]}\n", ["params.activation", "swishy", "relu"]),
-        ("family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [1.5]}\n"
-         "layers:\n  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8]}\n", ["dropout", "[0, 1)"]),
+        (
+            "family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [0.0]}\n"
+            "layers:\n  count: {low: 3, high: 1}\n  params:\n    width: {choices: [8]}\n",
+            ["layers.count", "above high"],
+        ),
+        (
+            "family: mlp\nparams:\n  activation: {choices: [relu, swishy]}\n  dropout: {choices: [0.0]}\n"
+            "layers:\n  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8]}\n",
+            ["params.activation", "swishy", "relu"],
+        ),
+        (
+            "family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [1.5]}\n"
+            "layers:\n  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8]}\n",
+            ["dropout", "[0, 1)"],
+        ),
         ("family: rnn\n", ["field 'family'", "cnn", "mlp", "transformer"]),
-        ("family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [0.0]}\n"
-         "layers:\n  count: {low: 1, high: " + "9" * 5000 + "}\n", ["malformed YAML"]),
+        (
+            "family: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [0.0]}\n"
+            "layers:\n  count: {low: 1, high: " + "9" * 5000 + "}\n",
+            ["malformed YAML"],
+        ),
     ],
     ids=["malformed-yaml", "low-above-high", "unknown-activation", "out-of-range", "unknown-family", "huge-int"],
 )

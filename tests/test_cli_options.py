@@ -10,7 +10,8 @@ import sys
 import click
 import pytest
 
-from nas.cli import bench_build, search, worker
+from nas.cli import search, worker
+from nas.cli_commands import bench_build
 from nas.cli_options import COMMA_LIST, field_option, settings_options
 from nas.flags import option
 from nas.search.settings import NOT_REPRODUCED, SearchSettings, WorkerSettings, search_arguments
@@ -48,9 +49,26 @@ def test_bench_build_and_worker_read_their_defaults_from_the_dataclasses(tmp_pat
     "settings",
     [
         SearchSettings(),
-        SearchSettings(space="cnn", trials=7, timeout_s=12.5, epochs=2, sampler="nsga2", objectives=("accuracy", "energy", "latency"),
-                       seed=4, threads=2, batch_size=32, lr=0.01, split_seed=9, allow_estimate=True, energy_budget_j=2e-6,
-                       latency_budget_s=0.004, early_stop=True, early_stop_k=5, workers=3, share_device=True),
+        SearchSettings(
+            space="cnn",
+            trials=7,
+            timeout_s=12.5,
+            epochs=2,
+            sampler="nsga2",
+            objectives=("accuracy", "energy", "latency"),
+            seed=4,
+            threads=2,
+            batch_size=32,
+            lr=0.01,
+            split_seed=9,
+            allow_estimate=True,
+            energy_budget_j=2e-6,
+            latency_budget_s=0.004,
+            early_stop=True,
+            early_stop_k=5,
+            workers=3,
+            share_device=True,
+        ),
         SearchSettings(table="bench.json", profile="path/with space.yaml"),
     ],
     ids=["defaults", "every-flag", "table"],
@@ -80,7 +98,8 @@ def test_a_field_without_a_default_is_a_required_option_and_types_follow_the_ann
         return Toy(**kw)
 
     assert toy.main(["--url", "u", "--names", "x,y", "--limit", "1.5", "--loud"], standalone_mode=False) == Toy(
-        "u", ("x", "y"), 1.5, True)
+        "u", ("x", "y"), 1.5, True
+    )
     assert toy.main(["--url", "u"], standalone_mode=False) == Toy("u")
     with pytest.raises(click.MissingParameter):
         toy.main([], standalone_mode=False)

@@ -44,8 +44,9 @@ def test_pruning_silenced_channels_keeps_outputs_and_cuts_macs(space):
         trial = study.ask()
         arch = sample(trial, sp)
         # even widths so that half is exact
-        arch = Architecture(arch.family, {**arch.params, "width_multiplier": 1.0} if space == "cnn" else arch.params,
-                            arch.units)
+        arch = Architecture(
+            arch.family, {**arch.params, "width_multiplier": 1.0} if space == "cnn" else arch.params, arch.units
+        )
         model = build_model(arch, (1, 8, 8), 10).eval()
         _zero_half(model)
         pruned = prune(model, arch.family, 0.5).eval()

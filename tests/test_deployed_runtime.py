@@ -54,8 +54,11 @@ def test_a_search_measures_every_candidate_in_onnx_runtime(tmp_path, live_rapl, 
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     profile = rapl_profile(tmp_path / "rapl-ort.yaml", runtime={"name": "onnxruntime", "threads": 1})
-    result = run_search(SearchSettings(space=str(space), profile=str(profile), trials=4, epochs=1, sampler="random",
-                                       out=str(tmp_path / "run")))
+    result = run_search(
+        SearchSettings(
+            space=str(space), profile=str(profile), trials=4, epochs=1, sampler="random", out=str(tmp_path / "run")
+        )
+    )
     assert result.complete == 4
     study = optuna.load_study(study_name="run", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))

@@ -38,8 +38,11 @@ def undocumented(source: str, filename: str) -> list[str]:
 def test_every_public_function_class_and_method_has_a_docstring():
     modules = sorted(PACKAGE.rglob("*.py"))
     assert len(modules) > 30  # the walk really reads the package
-    missing = [m for path in modules for m in undocumented(path.read_text(encoding="utf-8"),
-                                                            str(path.relative_to(PACKAGE.parent)))]
+    missing = [
+        m
+        for path in modules
+        for m in undocumented(path.read_text(encoding="utf-8"), str(path.relative_to(PACKAGE.parent)))
+    ]
     assert not missing, f"{len(missing)} public definitions without a docstring:\n" + "\n".join(missing)
 
 

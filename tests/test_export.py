@@ -87,8 +87,14 @@ def test_missing_or_corrupt_weights_are_one_line_errors(run, study, tmp_path):
 def test_export_writes_every_format(exported):
     names = {p.name for p in exported.out_dir.iterdir()}
     assert names == {
-        "architecture.yaml", "architecture.json", "weights.pt", "weights.safetensors",
-        "model.torchscript.pt", "model.onnx", "report_card.json", "report_card.md",
+        "architecture.yaml",
+        "architecture.json",
+        "weights.pt",
+        "weights.safetensors",
+        "model.torchscript.pt",
+        "model.onnx",
+        "report_card.json",
+        "report_card.md",
     }
     assert exported.selection.on_front
     assert all(c.passed for c in exported.checks) and len(exported.checks) == 3
@@ -178,7 +184,9 @@ def test_an_exported_copy_that_differs_fails_the_export(run, tmp_path, monkeypat
 
     real = exporters._run_onnx
     monkeypatch.setattr(exporters, "_run_onnx", lambda path, x: real(path, x) + 1e-3)
-    with pytest.raises(ExportError, match=r"onnx \(ONNX Runtime, CPUExecutionProvider\) differs from PyTorch by 0.001 > 0.0001"):
+    with pytest.raises(
+        ExportError, match=r"onnx \(ONNX Runtime, CPUExecutionProvider\) differs from PyTorch by 0.001 > 0.0001"
+    ):
         export_run(run, tmp_path / "bad", trial=0)
     card = json.loads((tmp_path / "bad" / "report_card.json").read_text())
     assert [c["passed"] for c in card["checks"]] == [True, True, False]
@@ -195,7 +203,9 @@ def test_exactly_one_of_trial_or_pick(run, tmp_path):
 
 # ------------------------------------------------------------------------------ CLI, retraining
 def test_cli_export_json(run, tmp_path):
-    res = CliRunner().invoke(main, ["export", str(run), "--pick", "max-accuracy:energy<=1J", "-o", str(tmp_path / "e"), "--json"])
+    res = CliRunner().invoke(
+        main, ["export", str(run), "--pick", "max-accuracy:energy<=1J", "-o", str(tmp_path / "e"), "--json"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     best = max(build_report(run).records, key=lambda r: (r.accuracy, -r.energy_per_inference_j))

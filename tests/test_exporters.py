@@ -36,8 +36,15 @@ def job_in(tmp_path_factory):
     def make(name: str) -> ExportJob:
         out = tmp_path_factory.mktemp(name)
         paths = {key: out / file for key, file in export_files().items()}
-        return ExportJob(model, ExportedArchitecture(arch, INPUT_SHAPE, CLASSES), paths, x, reference,
-                         header="contract test", metadata={"format": "test"})
+        return ExportJob(
+            model,
+            ExportedArchitecture(arch, INPUT_SHAPE, CLASSES),
+            paths,
+            x,
+            reference,
+            header="contract test",
+            metadata={"format": "test"},
+        )
 
     return make
 

@@ -185,7 +185,7 @@ def test_readme_documents_every_parameter_of_every_built_in_family():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme[readme.index("## Model families"):]
+    table = readme[readme.index("## Model families") :]
     table = table[: table.index("\n## ", 5)]
     for name in FAMILIES:
         fam = get_family(name)

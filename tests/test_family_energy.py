@@ -61,6 +61,7 @@ def test_doubling_tokens_doubles_the_recurrence(tokens, width, state, expansion)
 
 def test_whole_models_scale_as_their_mixers():
     """On real models (embedding and head included) doubling tokens: transformer > 2x, ssm ~2x."""
+
     def macs(family: str, side: int) -> int:
         params = {"tokens": "rows", "width": 32, "pooling": "mean"}
         unit = {"heads": 2, "mlp_ratio": 1} if family == "transformer" else {"state": 8, "expansion": 1}
@@ -72,8 +73,11 @@ def test_whole_models_scale_as_their_mixers():
 
 
 def _moe(experts: int, top_k: int, width: int) -> Architecture:
-    return Architecture("moe", {"tokens": "rows", "width": 16, "pooling": "mean", "router": "softmax"},
-                        ({"heads": 2, "top_k": top_k, "experts": [{"width": width}] * experts},))
+    return Architecture(
+        "moe",
+        {"tokens": "rows", "width": 16, "pooling": "mean", "router": "softmax"},
+        ({"heads": 2, "top_k": top_k, "experts": [{"width": width}] * experts},),
+    )
 
 
 def _with_idle_experts(model: nn.Module, extra: int) -> nn.Module:
@@ -110,6 +114,7 @@ def test_idle_experts_add_parameters_but_no_macs_or_energy(experts, extra, top_k
     # MACs: only the router's extra logits; weights read: only the router's extra rows
     assert big.macs - small.macs == tokens * router_in * extra
     assert big.weights_read - small.weights_read == extra * (router_in + 1)
+
     # the operator-level estimate reads no weights of an operator over zero rows: the graph's weight
     # reads grow by the router's extra rows only
     def graph_weights(stats: ModelStats) -> int:
@@ -135,8 +140,9 @@ def test_idle_experts_add_parameters_but_no_macs_or_energy(experts, extra, top_k
 def test_sixteen_experts_top1_cost_about_one_dense_expert():
     """The issue's example: a 16-expert top-1 layer costs about one expert's dense feed-forward."""
     moe = model_stats(build_model(_moe(16, 1, 64), (1, 8, 8), 10), (1, 8, 8))
-    dense = Architecture("transformer", {"tokens": "rows", "width": 16, "pooling": "mean"},
-                         ({"heads": 2, "mlp_ratio": 4},))  # hidden 64: one expert's width
+    dense = Architecture(
+        "transformer", {"tokens": "rows", "width": 16, "pooling": "mean"}, ({"heads": 2, "mlp_ratio": 4},)
+    )  # hidden 64: one expert's width
     dense_stats = model_stats(build_model(dense, (1, 8, 8), 10), (1, 8, 8))
     assert moe.params > 8 * dense_stats.params / 2
     assert abs(moe.macs - dense_stats.macs) <= 8 * 16 * 16  # the router's logits

@@ -45,10 +45,15 @@ def _profile_with(old: str, new: str) -> str:
     return PROFILE.replace(old, new, 1)
 
 
-def _mlp(params: str = "", layers: str = "  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8, 16]}\n",
-         top: str = "") -> str:
-    return (f"family: mlp\n{top}params:\n  activation: {{choices: [relu]}}\n  dropout: {{choices: [0.0]}}\n{params}"
-            f"layers:\n{layers}")
+def _mlp(
+    params: str = "",
+    layers: str = "  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8, 16]}\n",
+    top: str = "",
+) -> str:
+    return (
+        f"family: mlp\n{top}params:\n  activation: {{choices: [relu]}}\n  dropout: {{choices: [0.0]}}\n{params}"
+        f"layers:\n{layers}"
+    )
 
 
 # --------------------------------------------------------------------------- cases
@@ -60,6 +65,7 @@ def space_case(text: str | bytes, *needles: str) -> Case:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         path = _space(tmp, text)
         return ["search", "--space", str(path), *FAST, "--out", str(tmp / "run")], [str(path), *needles]
+
     return build
 
 
@@ -67,6 +73,7 @@ def profile_case(text: str, *needles: str) -> Case:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         path = _space(tmp, text, "profile.yaml")
         return ["search", "--profile", str(path), *FAST, "--out", str(tmp / "run")], [str(path), *needles]
+
     return build
 
 
@@ -79,6 +86,7 @@ def npz_case(arrays: dict[str, object] | bytes, *needles: str, suffix: str = ".n
             with open(path, "wb") as f:
                 np.savez(f, **arrays)
         return ["search", "--dataset", f"npz:{path}", *FAST, "--out", str(tmp / "run")], [str(path), *needles]
+
     return build
 
 
@@ -94,12 +102,14 @@ def table_case(doc: object, *needles: str) -> Case:
         path = tmp / "table.json"
         path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
         return ["search", "--table", str(path), *FAST, "--out", str(tmp / "run")], [str(path), *needles]
+
     return build
 
 
 def cli_case(*args: str, needles: tuple[str, ...] = ()) -> Case:
     def build(tmp: Path) -> tuple[list[str], list[str]]:
         return [a.replace("{tmp}", str(tmp)).replace("{run}", str(RUN)) for a in args], list(needles)
+
     return build
 
 
@@ -118,8 +128,17 @@ def npz(**changes: object) -> dict[str, object]:
     return {k: v for k, v in {**GOOD, **changes}.items() if v is not None}
 
 
-TABLE_SETTINGS = {"space": "bench-mlp", "profile": "cpu-host", "dataset": "digits", "epochs": 1, "batch_size": 64,
-                  "lr": 0.003, "split_seed": 0, "allow_estimate": False, "objectives": ["accuracy", "energy"]}
+TABLE_SETTINGS = {
+    "space": "bench-mlp",
+    "profile": "cpu-host",
+    "dataset": "digits",
+    "epochs": 1,
+    "batch_size": 64,
+    "lr": 0.003,
+    "split_seed": 0,
+    "allow_estimate": False,
+    "objectives": ["accuracy", "energy"],
+}
 ROW = {"values": {"accuracy": 0.5, "energy": 1e-6}, "user_attrs": {}}
 
 
@@ -132,10 +151,13 @@ CASES: dict[str, Case] = {
     # ---- search spaces: YAML itself
     "space-malformed": space_case("family: mlp\nparams: [unclosed\n", "malformed YAML"),
     "space-duplicate-top-key": space_case(_mlp() + "family: cnn\n", "duplicate key 'family'"),
-    "space-duplicate-nested-key": space_case(_mlp(params="  activation: {choices: [gelu]}\n"), "duplicate key 'activation'"),
+    "space-duplicate-nested-key": space_case(
+        _mlp(params="  activation: {choices: [gelu]}\n"), "duplicate key 'activation'"
+    ),
     "space-billion-laughs": space_case(LAUGHS + "\n" + _mlp(), "expands to more than"),
     "space-laughs-in-when": space_case(
-        LAUGHS + "\n" + _mlp(params="  lr: {low: 0.1, high: 1.0, when: {activation: *l7}}\n"), "expands to more than"),
+        LAUGHS + "\n" + _mlp(params="  lr: {low: 0.1, high: 1.0, when: {activation: *l7}}\n"), "expands to more than"
+    ),
     "space-recursive-alias": space_case("family: mlp\nparams: &p {a: *p}\n", "recursive alias"),
     "space-over-1MiB": space_case("# " + "x" * (1 << 20) + "\n" + _mlp(), "larger than"),
     "space-not-utf8": space_case(b"family: \xff\xfe mlp\n", "not UTF-8"),
@@ -147,74 +169,125 @@ CASES: dict[str, Case] = {
     "space-unknown-family": space_case("family: transformerz\n", "field 'family'"),
     "space-unknown-top-field": space_case(_mlp(top="colour: blue\n"), "field 'colour'", "unknown field"),
     "space-count-a-million": space_case(
-        _mlp(layers="  count: {low: 1, high: 1000000}\n  params:\n    width: {choices: [8]}\n"), "layers.count.high"),
-    "space-count-zero": space_case(_mlp(layers="  count: {low: 0, high: 2}\n  params:\n    width: {choices: [8]}\n"),
-                                   "layers.count"),
-    "space-width-2-40": space_case(_mlp(layers="  count: {low: 1, high: 2}\n  params:\n    width: {choices: [1099511627776]}\n"),
-                                   "layers.params.width"),
-    "space-width-100k": space_case(_mlp(layers="  count: {low: 1, high: 2}\n  params:\n    width: {choices: [100000]}\n"),
-                                   "layers.params.width", "at most"),
-    "space-when-mapping-value": space_case(_mlp(layers="  count: {low: 1, high: 2}\n  params:\n"
-                                                "    width: {choices: [8], when: {activation: {a: 1}}}\n"),
-                                           "when.activation", "scalar"),
-    "space-when-unknown-param": space_case(_mlp(layers="  count: {low: 1, high: 2}\n  params:\n"
-                                                "    width: {choices: [8], when: {ghost: 1}}\n"), "width.when", "ghost"),
+        _mlp(layers="  count: {low: 1, high: 1000000}\n  params:\n    width: {choices: [8]}\n"), "layers.count.high"
+    ),
+    "space-count-zero": space_case(
+        _mlp(layers="  count: {low: 0, high: 2}\n  params:\n    width: {choices: [8]}\n"), "layers.count"
+    ),
+    "space-width-2-40": space_case(
+        _mlp(layers="  count: {low: 1, high: 2}\n  params:\n    width: {choices: [1099511627776]}\n"),
+        "layers.params.width",
+    ),
+    "space-width-100k": space_case(
+        _mlp(layers="  count: {low: 1, high: 2}\n  params:\n    width: {choices: [100000]}\n"),
+        "layers.params.width",
+        "at most",
+    ),
+    "space-when-mapping-value": space_case(
+        _mlp(layers="  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8], when: {activation: {a: 1}}}\n"),
+        "when.activation",
+        "scalar",
+    ),
+    "space-when-unknown-param": space_case(
+        _mlp(layers="  count: {low: 1, high: 2}\n  params:\n    width: {choices: [8], when: {ghost: 1}}\n"),
+        "width.when",
+        "ghost",
+    ),
     "space-empty-choices": space_case(_mlp().replace("[relu]", "[]"), "params.activation.choices", "non-empty"),
     "space-nan-choice": space_case(_mlp().replace("[0.0]", "[.nan]"), "params.dropout.choices"),
-    "space-low-above-high": space_case(_mlp(layers="  count: {low: 3, high: 1}\n  params:\n    width: {choices: [8]}\n"),
-                                       "layers.count", "above high"),
-    "space-inf-range": space_case(_mlp().replace("dropout: {choices: [0.0]}", "dropout: {low: 0.0, high: .inf}"),
-                                  "params.dropout.high", "finite"),
+    "space-low-above-high": space_case(
+        _mlp(layers="  count: {low: 3, high: 1}\n  params:\n    width: {choices: [8]}\n"), "layers.count", "above high"
+    ),
+    "space-inf-range": space_case(
+        _mlp().replace("dropout: {choices: [0.0]}", "dropout: {low: 0.0, high: .inf}"), "params.dropout.high", "finite"
+    ),
     "space-description-list": space_case(_mlp(top="description: [a, b]\n"), "field 'description'", "string"),
-    "space-description-5000": space_case(_mlp(top="description: " + "d" * 5000 + "\n"), "field 'description'",
-                                         "at most 2000"),
-    "space-log-from-zero": space_case(_mlp().replace("dropout: {choices: [0.0]}",
-                                                     "dropout: {low: 0.0, high: 0.5, log: true}"), "params.dropout", "log"),
-    "space-negative-step": space_case(_mlp().replace("dropout: {choices: [0.0]}",
-                                                     "dropout: {low: 0.0, high: 0.5, step: -0.1}"), "params.dropout.step"),
+    "space-description-5000": space_case(
+        _mlp(top="description: " + "d" * 5000 + "\n"), "field 'description'", "at most 2000"
+    ),
+    "space-log-from-zero": space_case(
+        _mlp().replace("dropout: {choices: [0.0]}", "dropout: {low: 0.0, high: 0.5, log: true}"),
+        "params.dropout",
+        "log",
+    ),
+    "space-negative-step": space_case(
+        _mlp().replace("dropout: {choices: [0.0]}", "dropout: {low: 0.0, high: 0.5, step: -0.1}"), "params.dropout.step"
+    ),
     "space-dropout-1.5": space_case(_mlp().replace("[0.0]", "[1.5]"), "params.dropout", "[0, 1)"),
     "space-unknown-activation": space_case(_mlp().replace("[relu]", "[swishy]"), "params.activation", "swishy"),
-    "space-missing-activation": space_case(_mlp().replace("  activation: {choices: [relu]}\n", ""),
-                                           "params.activation", "required"),
-    "space-type-complex": space_case(_mlp().replace("dropout: {choices: [0.0]}",
-                                                    "dropout: {type: complex, low: 0, high: 1}"), "params.dropout.type"),
+    "space-missing-activation": space_case(
+        _mlp().replace("  activation: {choices: [relu]}\n", ""), "params.activation", "required"
+    ),
+    "space-type-complex": space_case(
+        _mlp().replace("dropout: {choices: [0.0]}", "dropout: {type: complex, low: 0, high: 1}"), "params.dropout.type"
+    ),
     "space-is-a-folder": cli_case("search", "--space", "{tmp}/", *FAST, "--out", "{tmp}/run", needles=("folder",)),
-    "space-missing-file": cli_case("search", "--space", "{tmp}/nope.yaml", *FAST, "--out", "{tmp}/run",
-                                   needles=("nope.yaml", "not found")),
-    "space-newline-in-name": cli_case("search", "--space", "{tmp}/bad\nname.yaml", *FAST, "--out", "{tmp}/run",
-                                      needles=("bad\\nname.yaml", "not found")),
+    "space-missing-file": cli_case(
+        "search", "--space", "{tmp}/nope.yaml", *FAST, "--out", "{tmp}/run", needles=("nope.yaml", "not found")
+    ),
+    "space-newline-in-name": cli_case(
+        "search",
+        "--space",
+        "{tmp}/bad\nname.yaml",
+        *FAST,
+        "--out",
+        "{tmp}/run",
+        needles=("bad\\nname.yaml", "not found"),
+    ),
     # ---- hardware profiles
-    "profile-batch-2-31": profile_case(_profile_with("batch_size: 32", "batch_size: 2147483648"), "inference.batch_size"),
+    "profile-batch-2-31": profile_case(
+        _profile_with("batch_size: 32", "batch_size: 2147483648"), "inference.batch_size"
+    ),
     "profile-batch-100k": profile_case(_profile_with("batch_size: 32", "batch_size: 100000"), "inference.batch_size"),
     "profile-batch-string": profile_case(_profile_with("batch_size: 32", "batch_size: lots"), "inference.batch_size"),
-    "profile-coefficient-1e308": profile_case(_profile_with("value: 4.6e-12", "value: 1e308"),
-                                              "estimate.energy_per_mac_j.fp32.value"),
-    "profile-coefficient-inf": profile_case(_profile_with("value: 4.6e-12", "value: .inf"),
-                                            "estimate.energy_per_mac_j.fp32.value", "finite"),
-    "profile-coefficient-tiny": profile_case(_profile_with("value: 1.66e11", "value: 1e-300"),
-                                             "throughput.peak_macs_per_s.fp32.value"),
-    "profile-coefficient-negative": profile_case(_profile_with("value: 8.0", "value: -8.0"),
-                                                 "estimate.static_power_w.value", ">= 0"),
+    "profile-coefficient-1e308": profile_case(
+        _profile_with("value: 4.6e-12", "value: 1e308"), "estimate.energy_per_mac_j.fp32.value"
+    ),
+    "profile-coefficient-inf": profile_case(
+        _profile_with("value: 4.6e-12", "value: .inf"), "estimate.energy_per_mac_j.fp32.value", "finite"
+    ),
+    "profile-coefficient-tiny": profile_case(
+        _profile_with("value: 1.66e11", "value: 1e-300"), "throughput.peak_macs_per_s.fp32.value"
+    ),
+    "profile-coefficient-negative": profile_case(
+        _profile_with("value: 8.0", "value: -8.0"), "estimate.static_power_w.value", ">= 0"
+    ),
     "profile-idle-nan": profile_case(_profile_with("value: 4.0", "value: .nan"), "power.idle_w.value", "finite"),
     "profile-description-list": profile_case(
-        _profile_with("description: 2-vCPU Xeon cloud slice without energy sensors (analytical estimate)",
-                      "description: [a, b]"), "field 'description'", "string"),
+        _profile_with(
+            "description: 2-vCPU Xeon cloud slice without energy sensors (analytical estimate)", "description: [a, b]"
+        ),
+        "field 'description'",
+        "string",
+    ),
     "profile-description-laughs": profile_case(
-        LAUGHS + "\n" + _profile_with("description: 2-vCPU Xeon cloud slice without energy sensors (analytical estimate)",
-                                      "description: *l7"), "expands to more than"),
-    "profile-model-mapping": profile_case(_profile_with("  index: 0", "  index: 0\n  model: {a: 1}"), "device.model", "string"),
+        LAUGHS
+        + "\n"
+        + _profile_with(
+            "description: 2-vCPU Xeon cloud slice without energy sensors (analytical estimate)", "description: *l7"
+        ),
+        "expands to more than",
+    ),
+    "profile-model-mapping": profile_case(
+        _profile_with("  index: 0", "  index: 0\n  model: {a: 1}"), "device.model", "string"
+    ),
     "profile-unknown-meter": profile_case(_profile_with("meter: estimate", "meter: wattmeter"), "field 'meter'"),
-    "profile-duplicate-key": profile_case(_profile_with("  precision: fp32", "  precision: fp32\n  precision: bf16"),
-                                          "duplicate key 'precision'"),
-    "profile-precision-not-listed": profile_case(_profile_with("  precision: fp32", "  precision: fp16"),
-                                                 "inference.precision"),
+    "profile-duplicate-key": profile_case(
+        _profile_with("  precision: fp32", "  precision: fp32\n  precision: bf16"), "duplicate key 'precision'"
+    ),
+    "profile-precision-not-listed": profile_case(
+        _profile_with("  precision: fp32", "  precision: fp16"), "inference.precision"
+    ),
     "profile-window-1e9": profile_case(PROFILE + "measurement: {min_window_s: 1e9}\n", "measurement.min_window_s"),
     "profile-repeats-million": profile_case(PROFILE + "measurement: {repeats: 1000000}\n", "measurement.repeats"),
     "profile-unknown-field": profile_case(PROFILE + "fan_speed: 3\n", "field 'fan_speed'"),
-    "profile-bad-regex": profile_case(_profile_with("  match: null", "  match: '(('"), "device.match", "regular expression"),
+    "profile-bad-regex": profile_case(
+        _profile_with("  match: null", "  match: '(('"), "device.match", "regular expression"
+    ),
     "profile-source-number": profile_case(
         _profile_with('source: "assumption: peak_w - idle_w, the power the slice draws while busy"', "source: 12"),
-        "estimate.static_power_w.source"),
+        "estimate.static_power_w.source",
+    ),
     # ---- datasets (npz)
     "npz-zero-samples": npz_case(npz(x_train=rng_x(0), y_train=labels(0)), "'x_train'", "no samples"),
     "npz-empty-test": npz_case(npz(x_test=rng_x(0), y_test=labels(0)), "'x_test'", "no samples"),
@@ -222,14 +295,17 @@ CASES: dict[str, Case] = {
     "npz-npy-renamed": npy_renamed,
     "npz-1d-x": npz_case(npz(x_train=np.zeros(30, np.float32)), "'x_train'", "shape (30,)"),
     "npz-5d-x": npz_case(npz(x_train=rng_x(30, (1, 2, 2, 2))), "'x_train'", "shape"),
-    "npz-nan-pixels": npz_case(npz(x_train=np.where(rng_x(30) > 0.5, np.nan, 0).astype(np.float32)), "'x_train'", "NaN"),
+    "npz-nan-pixels": npz_case(
+        npz(x_train=np.where(rng_x(30) > 0.5, np.nan, 0).astype(np.float32)), "'x_train'", "NaN"
+    ),
     "npz-inf-pixels": npz_case(npz(x_test=np.full((9, 4, 4), np.inf, np.float32)), "'x_test'", "infinite"),
     "npz-complex": npz_case(npz(x_train=rng_x(30).astype(np.complex64)), "'x_train'", "complex64"),
     "npz-labels-far-out": npz_case(npz(y_train=labels(30) * 10**9), "'y_train'", "labels in [0, 10000)"),
     "npz-labels-negative": npz_case(npz(y_test=labels(9) - 5), "'y_test'", "labels in"),
     "npz-labels-only-in-test": npz_case(npz(y_test=labels(9) + 1), "'y_test'", "never occur in y_train"),
-    "npz-single-sample": npz_case(npz(x_train=rng_x(1), y_train=labels(1), y_test=labels(9, 1)),
-                                 "'x_train'", "too few"),
+    "npz-single-sample": npz_case(
+        npz(x_train=rng_x(1), y_train=labels(1), y_test=labels(9, 1)), "'x_train'", "too few"
+    ),
     "npz-shape-mismatch": npz_case(npz(x_test=rng_x(9, (5, 5))), "'x_test'", "differ from x_train"),
     "npz-label-count": npz_case(npz(y_train=labels(29)), "'y_train'", "29 labels for 30 samples"),
     "npz-float-labels": npz_case(npz(y_train=labels(30).astype(np.float64)), "'y_train'", "integer class labels"),
@@ -240,14 +316,18 @@ CASES: dict[str, Case] = {
     # ---- replay tables
     "table-not-json": table_case("{rows: nope", "not a readable table"),
     "table-a-list": table_case([1, 2, 3], "field 'version'"),
-    "table-nan-value": table_case(json.dumps(table(rows={"{}": {"values": {"accuracy": float("nan")}, "user_attrs": {}}})),
-                                  "values.accuracy", "finite"),
+    "table-nan-value": table_case(
+        json.dumps(table(rows={"{}": {"values": {"accuracy": float("nan")}, "user_attrs": {}}})),
+        "values.accuracy",
+        "finite",
+    ),
     "table-no-rows": table_case(table(rows={}), "field 'rows'", "at least one"),
     "table-settings-epochs-string": table_case(table(settings={**TABLE_SETTINGS, "epochs": "3"}), "settings.epochs"),
     "table-row-not-mapping": table_case(table(rows={"{}": [1]}), "rows[", "mapping"),
     "table-space-invalid": table_case(table(space={"family": "mlp"}), "table space", "params"),
-    "table-missing-file": cli_case("search", "--table", "{tmp}/none.json", *FAST, "--out", "{tmp}/run",
-                                   needles=("none.json", "not found")),
+    "table-missing-file": cli_case(
+        "search", "--table", "{tmp}/none.json", *FAST, "--out", "{tmp}/run", needles=("none.json", "not found")
+    ),
     # ---- CLI values
     "flag-energy-unit": cli_case("search", "--energy-budget", "50xJ", needles=("--energy-budget", "unknown unit 'xJ'")),
     "flag-energy-zero": cli_case("search", "--energy-budget", "0uJ", needles=("--energy-budget", "> 0")),
@@ -263,8 +343,9 @@ CASES: dict[str, Case] = {
     "flag-workers-1000": cli_case("search", "--workers", "1000", "--out", "{tmp}/run", needles=("--workers", "CPUs")),
     "flag-threads-zero": cli_case("search", "--threads", "0", "--out", "{tmp}/run", needles=("--threads",)),
     "flag-seed-negative": cli_case("search", "--seed", "-1", *FAST, "--out", "{tmp}/run", needles=("--seed",)),
-    "flag-seed-huge": cli_case("search", "--seed", "99999999999999999999", *FAST, "--out", "{tmp}/run",
-                               needles=("--seed",)),
+    "flag-seed-huge": cli_case(
+        "search", "--seed", "99999999999999999999", *FAST, "--out", "{tmp}/run", needles=("--seed",)
+    ),
     "flag-sampler": cli_case("search", "--sampler", "annealing", "--out", "{tmp}/run", needles=("annealing", "tpe")),
     "flag-objectives": cli_case("search", "--objectives", "accuracy,joy", "--out", "{tmp}/run", needles=("joy",)),
     "flag-early-stop-k": cli_case("search", "--early-stop-k", "0", "--out", "{tmp}/run", needles=("--early-stop-k",)),
@@ -277,8 +358,9 @@ CASES: dict[str, Case] = {
     "flag-missing-storage": cli_case("worker", needles=("--storage",)),
     "flag-grid-nan": cli_case("report", "{tmp}", "--grid-intensity", "nan", needles=("--grid-intensity", "finite")),
     "flag-prune-nan": cli_case("variants", "{tmp}", "--trial", "0", "--prune", "nan", needles=("--prune",)),
-    "flag-worker-timeout-inf": cli_case("worker", "--storage", "sqlite:///{tmp}/x.db", "--timeout", "inf",
-                                        needles=("--timeout",)),
+    "flag-worker-timeout-inf": cli_case(
+        "worker", "--storage", "sqlite:///{tmp}/x.db", "--timeout", "inf", needles=("--timeout",)
+    ),
     # ---- run folders
     "run-missing": cli_case("report", "{tmp}/nothing", needles=("nothing", "no such run folder")),
     "run-not-a-run": cli_case("plot", "{tmp}", needles=("not a run folder",)),
@@ -293,18 +375,30 @@ CASES: dict[str, Case] = {
     "run-measure-missing-trial": cli_case("measure", "{run}", "--trial", "999", needles=("999",)),
     "run-variants-missing-trial": cli_case("variants", "{run}", "--trial", "999", needles=("999",)),
     "run-plot-gif": cli_case("plot", "{run}", "-o", "{tmp}/front.gif", needles=("front.gif", ".png or .svg")),
-    "run-resume-changed-epochs": cli_case("search", "--out", "{run}", "--epochs", "2", "--trials", "3", "--quiet",
-                                          needles=("epochs",)),
-    "run-resume-other-space": cli_case("search", "--out", "{run}", "--space", "cnn", "--trials", "3", "--quiet",
-                                       needles=("space",)),
+    "run-resume-changed-epochs": cli_case(
+        "search", "--out", "{run}", "--epochs", "2", "--trials", "3", "--quiet", needles=("epochs",)
+    ),
+    "run-resume-other-space": cli_case(
+        "search", "--out", "{run}", "--space", "cnn", "--trials", "3", "--quiet", needles=("space",)
+    ),
     "run-rerank-unknown-profile": cli_case("rerank", "{run}", "--profile", "toaster", needles=("toaster",)),
     "run-json-corrupt": cli_case("report", "{tmp}/copy", needles=("run.json",)),
-    "url-password-query": cli_case("search", *FAST, "--storage", f"postgresql+psycopg://nas@127.0.0.1:1/db?password={SECRET}",
-                                   "--out", "{tmp}/run", needles=("storage",)),
-    "url-no-dialect": cli_case("search", *FAST, "--storage", "nosuchdb://x", "--out", "{tmp}/run", needles=("storage",)),
+    "url-password-query": cli_case(
+        "search",
+        *FAST,
+        "--storage",
+        f"postgresql+psycopg://nas@127.0.0.1:1/db?password={SECRET}",
+        "--out",
+        "{tmp}/run",
+        needles=("storage",),
+    ),
+    "url-no-dialect": cli_case(
+        "search", *FAST, "--storage", "nosuchdb://x", "--out", "{tmp}/run", needles=("storage",)
+    ),
     "url-not-a-url": cli_case("search", *FAST, "--storage", "just words", "--out", "{tmp}/run", needles=("storage",)),
-    "url-sqlite-missing-dir": cli_case("search", *FAST, "--storage", "sqlite:////no/such/dir/s.db", "--out", "{tmp}/run",
-                                       needles=("storage",)),
+    "url-sqlite-missing-dir": cli_case(
+        "search", *FAST, "--storage", "sqlite:////no/such/dir/s.db", "--out", "{tmp}/run", needles=("storage",)
+    ),
 }
 
 
@@ -325,7 +419,8 @@ def good_run(tmp_path_factory):
     global RUN
     RUN = tmp_path_factory.mktemp("corpus") / "good"
     result = CliRunner(env={"NAS_STORAGE": None}).invoke(
-        main, ["search", "--space", "mlp", "--epochs", "1", "--trials", "2", "--quiet", "--out", str(RUN)])
+        main, ["search", "--space", "mlp", "--epochs", "1", "--trials", "2", "--quiet", "--out", str(RUN)]
+    )
     assert result.exit_code == 0, result.output
     return RUN
 
@@ -337,9 +432,17 @@ def _run_state(run: Path) -> tuple[dict[str, bytes], list[tuple]]:
     files = {k: v for k, v in _files(run).items() if not k.startswith("study.db")}
     con = sqlite3.connect(f"file:{run / 'study.db'}?mode=ro", uri=True)
     try:
-        rows = [(t, con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())  # noqa: S608 - fixed names
-                for t in ("studies", "trials", "trial_values", "trial_params", "trial_user_attributes",
-                          "study_user_attributes")]
+        rows = [
+            (t, con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall())  # noqa: S608 - fixed names
+            for t in (
+                "studies",
+                "trials",
+                "trial_values",
+                "trial_params",
+                "trial_user_attributes",
+                "study_user_attributes",
+            )
+        ]
     finally:
         con.close()
     return files, rows
@@ -348,6 +451,7 @@ def _run_state(run: Path) -> tuple[dict[str, bytes], list[tuple]]:
 @pytest.fixture
 def alarm():
     """A hard bound on one case (not a timing assertion): a hang fails instead of stalling CI."""
+
     def on_alarm(*_):
         raise TimeoutError("a bad input took more than 120 s to be refused")
 
@@ -390,8 +494,14 @@ def test_the_corpus_is_large():
 
 def test_yaml_bombs_stay_small(tmp_path):
     """Documents that would expand to gigabytes are refused within a small, bounded memory."""
-    docs = {"space.yaml": LAUGHS + "\n" + _mlp(), "profile.yaml": LAUGHS + "\n" + PROFILE.replace(
-        "description: 2-vCPU Xeon cloud slice without energy sensors (analytical estimate)", "description: *l7")}
+    docs = {
+        "space.yaml": LAUGHS + "\n" + _mlp(),
+        "profile.yaml": LAUGHS
+        + "\n"
+        + PROFILE.replace(
+            "description: 2-vCPU Xeon cloud slice without energy sensors (analytical estimate)", "description: *l7"
+        ),
+    }
     for name, text in docs.items():
         (tmp_path / name).write_text(text)
     code = (

@@ -60,7 +60,14 @@ def test_report_dict_and_table_hold_cost_carbon_hypervolume_and_pick(run):
     assert doc["hypervolume"]["reference"]["accuracy"] == 0.0
     assert [s["trial"] for s in doc["savings"]] == [r.number for r in rep.front]
     text = format_table(rep)
-    for needle in ("search cost:", "carbon:", "hypervolume:", "reference point", f"-> trial #{rep.pick.record.number}", "break-even"):
+    for needle in (
+        "search cost:",
+        "carbon:",
+        "hypervolume:",
+        "reference point",
+        f"-> trial #{rep.pick.record.number}",
+        "break-even",
+    ):
         assert needle in text
     json.dumps(doc, default=str)
 
@@ -117,9 +124,21 @@ def test_reproduce_command_parses_back_to_the_same_settings(run):
 
 def test_reproduce_command_carries_non_default_training_settings(tmp_path):
     out = tmp_path / "odd"
-    run_search(SearchSettings(trials=2, epochs=1, batch_size=16, lr=0.0125, split_seed=5, seed=3, early_stop=True,
-                              early_stop_k=2, energy_budget_j=1.0, objectives=("accuracy", "energy", "params"),
-                              out=str(out)))
+    run_search(
+        SearchSettings(
+            trials=2,
+            epochs=1,
+            batch_size=16,
+            lr=0.0125,
+            split_seed=5,
+            seed=3,
+            early_stop=True,
+            early_stop_k=2,
+            energy_budget_j=1.0,
+            objectives=("accuracy", "energy", "params"),
+            out=str(out),
+        )
+    )
     stored = build_report(out).settings
     assert (stored["batch_size"], stored["lr"], stored["split_seed"]) == (16, 0.0125, 5)
     command = reproduce_command(stored)
@@ -155,9 +174,21 @@ def test_headless_browser_renders_it_without_network(run, tmp_path):
     write_html_report(run, page)
     shot = tmp_path / "shot.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,2000",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG") and len(data) > 50_000  # a blank page compresses to a few kB

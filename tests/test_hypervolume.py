@@ -18,9 +18,17 @@ from nas.pareto import TrialRecord
 
 def rec(n: int, acc: float, energy: float, feasible: bool = True) -> TrialRecord:
     return TrialRecord(
-        number=n, values={"accuracy": acc, "energy": energy}, accuracy=acc, test_accuracy=None,
-        energy_per_inference_j=energy, energy_method="estimated:analytical", latency_s=None, params=0, macs=0,
-        architecture={}, feasible=feasible,
+        number=n,
+        values={"accuracy": acc, "energy": energy},
+        accuracy=acc,
+        test_accuracy=None,
+        energy_per_inference_j=energy,
+        energy_method="estimated:analytical",
+        latency_s=None,
+        params=0,
+        macs=0,
+        architecture={},
+        feasible=feasible,
     )
 
 
@@ -87,8 +95,12 @@ def test_agrees_with_optunas_hypervolume(seed):
 
 def test_history_equals_the_hypervolume_of_each_prefix():
     rng = np.random.default_rng(7)
-    records = [rec(i, float(a), float(e), feasible=bool(f))
-               for i, (a, e, f) in enumerate(zip(rng.uniform(size=200), rng.uniform(size=200), rng.uniform(size=200) > 0.2, strict=True))]
+    records = [
+        rec(i, float(a), float(e), feasible=bool(f))
+        for i, (a, e, f) in enumerate(
+            zip(rng.uniform(size=200), rng.uniform(size=200), rng.uniform(size=200) > 0.2, strict=True)
+        )
+    ]
     ref = default_reference(records)
     hist = hypervolume_history(records, ref)
     for k in (1, 2, 10, 57, 200):

@@ -29,8 +29,9 @@ def files(tmp_path_factory):
     """A small CNN written as nas export writes it (ONNX and TorchScript), and a bare state dict."""
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
-                                torch.nn.Linear(8 * 6 * 6, 10)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10)
+    ).eval()
     x = torch.zeros(4, *SHAPE)
     write_onnx(model, x, folder / "model.onnx")
     write_torchscript(model, x, folder / "model.torchscript.pt")
@@ -85,22 +86,34 @@ def test_a_torchscript_file_is_measured_and_the_runtime_must_fit_the_file(files,
 
 def test_without_a_sensor_the_file_is_estimated_and_says_so(files):
     folder, _ = files
-    result = nas("measure", "--model", str(folder / "model.torchscript.pt"), "--profile", "cpu-host",
-                 "--input-shape", "1x8x8")
+    result = nas(
+        "measure", "--model", str(folder / "model.torchscript.pt"), "--profile", "cpu-host", "--input-shape", "1x8x8"
+    )
     assert result.exit_code == 0, result.output
     assert "estimated:analytical (ESTIMATED, not measured)" in result.output
-    assert "energy per inference: " in result.output and "0 J" not in result.output.split("energy per inference: ")[1][:3]
+    assert (
+        "energy per inference: " in result.output and "0 J" not in result.output.split("energy per inference: ")[1][:3]
+    )
 
 
 @pytest.mark.parametrize(
     "args,needle",
     [
         (["--model", "{folder}/model.torchscript.pt", "--profile", "cpu-host"], "--input-shape is required"),
-        (["--model", "{folder}/weights.pt", "--profile", "cpu-host", "--input-shape", "1,8,8"], "not a TorchScript archive"),
+        (
+            ["--model", "{folder}/weights.pt", "--profile", "cpu-host", "--input-shape", "1,8,8"],
+            "not a TorchScript archive",
+        ),
         (["--model", "{folder}/missing.onnx", "--profile", "cpu-host"], "file not found"),
         (["--model", "{folder}/model.onnx"], "--model needs --profile"),
-        (["--model", "{folder}/model.torchscript.pt", "--profile", "cpu-host", "--input-shape", "1,-8"], "--input-shape"),
-        (["--model", "{folder}/model.onnx", "--profile", "cpu-host", "--runtime", "tflite"], "--runtime: expected one of"),
+        (
+            ["--model", "{folder}/model.torchscript.pt", "--profile", "cpu-host", "--input-shape", "1,-8"],
+            "--input-shape",
+        ),
+        (
+            ["--model", "{folder}/model.onnx", "--profile", "cpu-host", "--runtime", "tflite"],
+            "--runtime: expected one of",
+        ),
         (["somerun", "--model", "{folder}/model.onnx", "--profile", "cpu-host"], "not both"),
         (["somerun"], "give RUN --trial N"),
     ],

@@ -31,21 +31,40 @@ CELLS = [
 
 
 def mlp(*widths: int) -> str:
-    return json.dumps({"family": "mlp", "params": {"activation": "relu", "dropout": 0.0},
-                       "units": [{"width": w} for w in widths]})
+    return json.dumps(
+        {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0}, "units": [{"width": w} for w in widths]}
+    )
 
 
 def cnn(block: str, channels: int, repeats: int) -> str:
-    return json.dumps({"family": "cnn", "params": {"activation": "relu6", "width_multiplier": 1.0},
-                       "units": [{"block": block, "channels": channels, "kernel": 3, "repeats": repeats, "stride": 1,
-                                  "expansion": 4}]})
+    return json.dumps(
+        {
+            "family": "cnn",
+            "params": {"activation": "relu6", "width_multiplier": 1.0},
+            "units": [
+                {"block": block, "channels": channels, "kernel": 3, "repeats": repeats, "stride": 1, "expansion": 4}
+            ],
+        }
+    )
 
 
 # (architecture, batch size): MLPs rich in bytes and calls, CNNs in MACs and batch-norm, cells in
 # pooling, residual adds and tiny operators; two batch sizes separate per-call from per-batch costs
-NETWORKS = [(mlp(16), 1), (mlp(4096, 2048), 1), (mlp(512, 512, 512), 8), (mlp(64, 64, 64, 64), 1),
-            (cnn("conv", 32, 2), 1), (cnn("dwsep", 48, 3), 8), (cnn("inverted_residual", 24, 2), 1),
-            (CELLS[0], 1), (CELLS[1], 8), (CELLS[2], 1), (CELLS[3], 1), (mlp(256), 8), (cnn("conv", 8, 1), 8)]
+NETWORKS = [
+    (mlp(16), 1),
+    (mlp(4096, 2048), 1),
+    (mlp(512, 512, 512), 8),
+    (mlp(64, 64, 64, 64), 1),
+    (cnn("conv", 32, 2), 1),
+    (cnn("dwsep", 48, 3), 8),
+    (cnn("inverted_residual", 24, 2), 1),
+    (CELLS[0], 1),
+    (CELLS[1], 8),
+    (CELLS[2], 1),
+    (CELLS[3], 1),
+    (mlp(256), 8),
+    (cnn("conv", 8, 1), 8),
+]
 UNSEEN = (cnn("inverted_residual", 40, 3), 4)
 
 
@@ -57,9 +76,15 @@ def cache():
 def true_values(profile) -> dict[str, float]:
     """Known coefficients, deliberately away from the profile's own."""
     prior = coefficients(profile)
-    factor = {"energy_per_mac_j": 3.0, "energy_per_element_op_j": 50.0, "energy_per_byte_cache_j": 0.5,
-              "energy_per_byte_dram_j": 2.0, "energy_per_call_j": 0.3, "energy_per_inference_j": 4.0,
-              "static_power_w": 0.5}
+    factor = {
+        "energy_per_mac_j": 3.0,
+        "energy_per_element_op_j": 50.0,
+        "energy_per_byte_cache_j": 0.5,
+        "energy_per_byte_dram_j": 2.0,
+        "energy_per_call_j": 0.3,
+        "energy_per_inference_j": 4.0,
+        "static_power_w": 0.5,
+    }
     return {k: prior.value(k) * factor[k] for k in FITTED}
 
 
@@ -78,14 +103,25 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
 
 def synthetic_csv(tmp_path, cache) -> Path:
     profile = load_profile("cpu-host")
-    return write_csv(tmp_path / "measured.csv", [
-        {"architecture": a, "energy_j": f"{true_energy(profile, cache, a, b):.12g}", "input_shape": "3x8x8",
-         "batch_size": b} for a, b in NETWORKS])
+    return write_csv(
+        tmp_path / "measured.csv",
+        [
+            {
+                "architecture": a,
+                "energy_j": f"{true_energy(profile, cache, a, b):.12g}",
+                "input_shape": "3x8x8",
+                "batch_size": b,
+            }
+            for a, b in NETWORKS
+        ],
+    )
 
 
 def test_fit_recovers_exact_coefficients():
-    rows = [{"a": a, "b": b, "c": c} for a, b, c in ((1e6, 1e4, 1.0), (5e6, 2e4, 1.0), (2e5, 4e6, 1.0),
-                                                     (8e7, 5e5, 0.5), (3e6, 2e6, 0.125))]
+    rows = [
+        {"a": a, "b": b, "c": c}
+        for a, b, c in ((1e6, 1e4, 1.0), (5e6, 2e4, 1.0), (2e5, 4e6, 1.0), (8e7, 5e5, 0.5), (3e6, 2e6, 0.125))
+    ]
     true = {"a": 2e-12, "b": 3e-11, "c": 5e-6}
     measured = [sum(r[k] * true[k] for k in true) for r in rows]
     exact = fit(rows, measured, prior={"a": 1e-12, "b": 1e-11, "c": 1e-5}, regularization=0.0)
@@ -115,11 +151,14 @@ def test_calibrate_round_trip_recovers_the_coefficients(tmp_path, cache):
     # bytes / bandwidth for memory-bound ones, plus the time per call; so measurements determine
     # the energy per MAC, per DRAM byte and per call each including its share of static power
     coefs = coefficients(load_profile("cpu-host"))
-    for k, seconds in (("energy_per_mac_j", 1 / coefs.value("peak_macs_per_s")),
-                       ("energy_per_byte_dram_j", 1 / coefs.value("memory_bandwidth_bytes_per_s")),
-                       ("energy_per_call_j", coefs.value("seconds_per_call"))):
+    for k, seconds in (
+        ("energy_per_mac_j", 1 / coefs.value("peak_macs_per_s")),
+        ("energy_per_byte_dram_j", 1 / coefs.value("memory_bandwidth_bytes_per_s")),
+        ("energy_per_call_j", coefs.value("seconds_per_call")),
+    ):
         assert got[k] + got["static_power_w"] * seconds == pytest.approx(
-            truth[k] + truth["static_power_w"] * seconds, rel=0.02), k
+            truth[k] + truth["static_power_w"] * seconds, rel=0.02
+        ), k
     assert c.fit_error < 1e-6 and c.held_out.median_abs_error < 0.01 and c.held_out.spearman > 0.99
 
     calibrated = load_profile(out)
@@ -133,20 +172,26 @@ def test_calibrate_round_trip_recovers_the_coefficients(tmp_path, cache):
     # the calibrated profile predicts a network it never saw
     arch, batch = UNSEEN
     graph, _ = cache.get(parse_architecture(arch), SHAPE, 10)
-    predicted = predict(features(graph, coefficients(calibrated), batch), {k: coefficients(calibrated).value(k) for k in FITTED})
+    predicted = predict(
+        features(graph, coefficients(calibrated), batch), {k: coefficients(calibrated).value(k) for k in FITTED}
+    )
     assert predicted == pytest.approx(true_energy(load_profile("cpu-host"), cache, arch, batch), rel=0.03)
 
 
 def test_cli_calibrate_then_estimate(tmp_path, cache):
     path = synthetic_csv(tmp_path, cache)
     out = tmp_path / "cal.yaml"
-    r = CliRunner().invoke(main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o", str(out),
-                                  "--json"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o", str(out), "--json"],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["cross_validation"]["networks"] == len(NETWORKS) and doc["source_sha256"]
-    r = CliRunner().invoke(main, ["estimate", "--profile", str(out), "--from", str(path), "--json"],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        main, ["estimate", "--profile", str(out), "--from", str(path), "--json"], catch_exceptions=False
+    )
     assert r.exit_code == 0, r.output
     rows = json.loads(r.output)
     assert [row["row"] for row in rows] == list(range(1, len(NETWORKS) + 1))
@@ -155,8 +200,11 @@ def test_cli_calibrate_then_estimate(tmp_path, cache):
         assert row["energy_per_inference_j"] > 0 and row["method"] == "estimated:analytical"
         assert row["macs"] >= 0 and row["params"] > 0 and "calls_j" in row["terms"]
         assert abs(row["error"]) < 0.02
-    r = CliRunner().invoke(main, ["estimate", "--profile", "raspberry-pi-5", "--arch", CELLS[2], "--json",
-                                  "--num-classes", "100"], catch_exceptions=False)
+    r = CliRunner().invoke(
+        main,
+        ["estimate", "--profile", "raspberry-pi-5", "--arch", CELLS[2], "--json", "--num-classes", "100"],
+        catch_exceptions=False,
+    )
     (one,) = json.loads(r.output)
     assert one["params"] == 565_236 and one["runtime"] == "torch"
 
@@ -167,30 +215,41 @@ def test_estimate_reads_nas_bench_201_columns(tmp_path):
     assert row.architecture == architecture_from_cell(CELLS[0]) and row.energy_j == 0.002
 
 
-@pytest.mark.parametrize("rows, column", [
-    ([{"arch": CELLS[0], "energy_j": 1}], "architecture"),
-    ([{"architecture": CELLS[0]}], "energy_j"),
-])
+@pytest.mark.parametrize(
+    "rows, column",
+    [
+        ([{"arch": CELLS[0], "energy_j": 1}], "architecture"),
+        ([{"architecture": CELLS[0]}], "energy_j"),
+    ],
+)
 def test_missing_column_is_one_line(tmp_path, rows, column):
     path = write_csv(tmp_path / "m.csv", rows)
-    r = CliRunner().invoke(main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o",
-                                  str(tmp_path / "x.yaml")])
+    r = CliRunner().invoke(
+        main, ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o", str(tmp_path / "x.yaml")]
+    )
     assert r.exit_code != 0 and "Traceback" not in r.output
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith(f"nas: error: {path}: missing column '{column}'")
     assert not (tmp_path / "x.yaml").exists()
 
 
-@pytest.mark.parametrize("value, column, why", [
-    ({"architecture": "|nor_conv_3x3~0|+|none~0|+|none~0|none~1|none~2|"}, "architecture", "node 2 needs 2 inputs"),
-    ({"architecture": "{not json"}, "architecture", "not a JSON genotype"),
-    ({"architecture": json.dumps({"family": "resnext", "params": {}, "units": []})}, "architecture", "unknown family"),
-    ({"energy_j": "-0.5"}, "energy_j", "expected a positive energy"),
-    ({"energy_j": "0"}, "energy_j", "expected a positive energy"),
-    ({"energy_j": "lots"}, "energy_j", "expected a number"),
-    ({"input_shape": "3by32"}, "input_shape", "CxHxW"),
-    ({"batch_size": "0"}, "batch_size", "positive integer"),
-])
+@pytest.mark.parametrize(
+    "value, column, why",
+    [
+        ({"architecture": "|nor_conv_3x3~0|+|none~0|+|none~0|none~1|none~2|"}, "architecture", "node 2 needs 2 inputs"),
+        ({"architecture": "{not json"}, "architecture", "not a JSON genotype"),
+        (
+            {"architecture": json.dumps({"family": "resnext", "params": {}, "units": []})},
+            "architecture",
+            "unknown family",
+        ),
+        ({"energy_j": "-0.5"}, "energy_j", "expected a positive energy"),
+        ({"energy_j": "0"}, "energy_j", "expected a positive energy"),
+        ({"energy_j": "lots"}, "energy_j", "expected a number"),
+        ({"input_shape": "3by32"}, "input_shape", "CxHxW"),
+        ({"batch_size": "0"}, "batch_size", "positive integer"),
+    ],
+)
 def test_bad_rows_name_the_file_the_row_and_the_column(tmp_path, value, column, why):
     good = {"architecture": CELLS[0], "energy_j": "0.002", "input_shape": "3x8x8", "batch_size": "1"}
     path = write_csv(tmp_path / "bad.csv", [good, good, {**good, **value}])

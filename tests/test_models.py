@@ -88,7 +88,8 @@ def test_mlp_macs_match_the_layer_products():
 def test_conv_macs_scale_with_channels():
     def macs(ch: int) -> int:
         arch = Architecture(
-            "cnn", {"activation": "relu", "width_multiplier": 1.0},
+            "cnn",
+            {"activation": "relu", "width_multiplier": 1.0},
             ({"block": "conv", "channels": ch, "kernel": 3, "repeats": 1, "stride": 1},),
         )
         return model_stats(build_model(arch, (1, 8, 8), 10), (1, 8, 8)).macs
@@ -100,7 +101,10 @@ def test_conv_macs_scale_with_channels():
 def test_unknown_family_or_block_fails_fast():
     with pytest.raises(ConfigError, match="unknown family 'rnn' \\(valid: cnn, .*mlp"):
         build_model(Architecture("rnn", {}, ()), (1, 8, 8), 10)
-    bad = Architecture("cnn", {"activation": "relu", "width_multiplier": 1.0},
-                       ({"block": "nope", "channels": 8, "kernel": 3, "repeats": 1, "stride": 1},))
+    bad = Architecture(
+        "cnn",
+        {"activation": "relu", "width_multiplier": 1.0},
+        ({"block": "nope", "channels": 8, "kernel": 3, "repeats": 1, "stride": 1},),
+    )
     with pytest.raises(ConfigError, match="unknown block 'nope'"):
         build_model(bad, (1, 8, 8), 10)

@@ -54,7 +54,9 @@ def test_a_wheel_installed_in_a_fresh_venv_lists_spaces_and_runs_a_search(tmp_pa
     site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path).stdout.strip()
     # a plain path line: the test environment's own .pth files (its editable `nas`) are not processed
     Path(site, "test-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel, cwd=tmp_path)
+    run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q", wheel, cwd=tmp_path
+    )
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -64,7 +66,18 @@ def test_a_wheel_installed_in_a_fresh_venv_lists_spaces_and_runs_a_search(tmp_pa
     assert Path(where).is_relative_to(Path(site)), where  # the wheel's copy, not the checkout's
     listed = run(venv / "bin" / "nas", "spaces", "list", cwd=outside, env=env).stdout
     assert "mlp" in listed and "cnn" in listed, listed
-    run(venv / "bin" / "nas", "search", "--trials", "1", "--epochs", "1", "--out", "run", "--quiet",
-        cwd=outside, env=env)
+    run(
+        venv / "bin" / "nas",
+        "search",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        "run",
+        "--quiet",
+        cwd=outside,
+        env=env,
+    )
     front = json.loads((outside / "run" / "pareto.json").read_text())["front"]
     assert len(front) == 1

@@ -14,17 +14,18 @@ OBJ = parse_objectives("accuracy,energy")
 
 
 def rec(n: int, acc: float, energy: float, feasible: bool = True) -> TrialRecord:
-    return TrialRecord(n, {"accuracy": acc, "energy": energy}, acc, None, energy, "estimated:analytical",
-                       None, 0, 0, {}, feasible)
+    return TrialRecord(
+        n, {"accuracy": acc, "energy": energy}, acc, None, energy, "estimated:analytical", None, 0, 0, {}, feasible
+    )
 
 
 def test_hand_built_front():
     records = [
-        rec(0, 0.90, 5.0),   # front: most accurate
-        rec(1, 0.80, 2.0),   # front
-        rec(2, 0.70, 3.0),   # dominated by 1
-        rec(3, 0.50, 1.0),   # front: cheapest
-        rec(4, 0.80, 2.5),   # dominated by 1 (same accuracy, more energy)
+        rec(0, 0.90, 5.0),  # front: most accurate
+        rec(1, 0.80, 2.0),  # front
+        rec(2, 0.70, 3.0),  # dominated by 1
+        rec(3, 0.50, 1.0),  # front: cheapest
+        rec(4, 0.80, 2.5),  # dominated by 1 (same accuracy, more energy)
         rec(5, 0.95, 0.5, feasible=False),  # would dominate all, but infeasible
     ]
     front = pareto_front(records, OBJ)
@@ -65,8 +66,19 @@ def by_definition(records, objectives):
 
 
 def record(i: int, acc: float, energy: float, latency: float, feasible: bool) -> TrialRecord:
-    return TrialRecord(i, {"accuracy": acc, "energy": energy, "latency": latency}, acc, None, energy,
-                       "estimated:analytical", latency, 0, 0, {}, feasible=feasible)
+    return TrialRecord(
+        i,
+        {"accuracy": acc, "energy": energy, "latency": latency},
+        acc,
+        None,
+        energy,
+        "estimated:analytical",
+        latency,
+        0,
+        0,
+        {},
+        feasible=feasible,
+    )
 
 
 @pytest.mark.parametrize("names", [("accuracy", "energy"), ("accuracy", "energy", "latency")])
@@ -75,8 +87,12 @@ def test_front_matches_pairwise_definition(names):
     rng = random.Random(7)
     for _ in range(400):
         # few distinct values, so ties and chains of dominance are common
-        records = [record(i, rng.choice([0.1, 0.5, 0.9]), rng.choice([1.0, 2.0, 3.0]), rng.choice([1.0, 2.0]),
-                          rng.random() > 0.2) for i in range(rng.randint(0, 25))]
+        records = [
+            record(
+                i, rng.choice([0.1, 0.5, 0.9]), rng.choice([1.0, 2.0, 3.0]), rng.choice([1.0, 2.0]), rng.random() > 0.2
+            )
+            for i in range(rng.randint(0, 25))
+        ]
         assert pareto_front(records, objectives) == by_definition(records, objectives)
 
 
@@ -88,9 +104,12 @@ def test_large_study_front():
     points = [(rng.random(), rng.random()) for _ in range(500)]
     records = [record(i, *rng.choice(points), 1.0, rng.random() > 0.05) for i in range(10_000)]
     values = {(r.accuracy, r.energy_per_inference_j) for r in records if r.feasible}
-    best = {(a, e) for a, e in values
-            if not any(oa >= a and oe <= e and (oa, oe) != (a, e) for oa, oe in values)}
+    best = {(a, e) for a, e in values if not any(oa >= a and oe <= e and (oa, oe) != (a, e) for oa, oe in values)}
     front = pareto_front(records, objectives)
-    assert [r.number for r in front] == [r.number for r in sorted(
-        (r for r in records if r.feasible and (r.accuracy, r.energy_per_inference_j) in best),
-        key=lambda r: (r.energy_per_inference_j, r.number))]
+    assert [r.number for r in front] == [
+        r.number
+        for r in sorted(
+            (r for r in records if r.feasible and (r.accuracy, r.energy_per_inference_j) in best),
+            key=lambda r: (r.energy_per_inference_j, r.number),
+        )
+    ]

@@ -44,13 +44,30 @@ def venv(tmp_path_factory) -> Path:
     env_dir = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
     python = env_dir / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(site, "base-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-         "--no-build-isolation", "--no-index", str(EXAMPLE)],
-        check=True, capture_output=True, cwd=root,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=root,
     )
     return python
 
@@ -59,15 +76,36 @@ def test_installed_plugin_survives_every_command(venv, tmp_path):
     run, exported = str(tmp_path / "run"), str(tmp_path / "exported")
     commands = [
         ("spaces", ["spaces", "list", "--json"]),
-        ("search", ["search", "--space", "resmlp", "--dataset", "stripes", "--trials", "1", "--epochs", "1",
-                    "--out", run, "--quiet"]),
+        (
+            "search",
+            [
+                "search",
+                "--space",
+                "resmlp",
+                "--dataset",
+                "stripes",
+                "--trials",
+                "1",
+                "--epochs",
+                "1",
+                "--out",
+                run,
+                "--quiet",
+            ],
+        ),
         ("report", ["report", run]),
         ("export", ["export", run, "--trial", "0", "-o", exported]),
         ("measure", ["measure", run, "--trial", "0", "--allow-estimate"]),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([str(venv), "-c", SCRIPT, json.dumps(commands)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=600)
+    done = subprocess.run(
+        [str(venv), "-c", SCRIPT, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     for name, (code, text) in out.items():
@@ -113,9 +151,13 @@ def test_a_meter_from_an_entry_point_is_found_by_name(fake_group, monkeypatch):
     import nas.energy as energy
 
     monkeypatch.setattr(energy, "_BACKENDS", dict(energy._BACKENDS))
-    fake_group(plugins.METERS_GROUP, "wattmeter", "fake_wattmeter_plugin",
-               "from nas.energy.estimate import EstimateMeter\n"
-               "class Wattmeter(EstimateMeter):\n    name = 'wattmeter'\n", "Wattmeter")
+    fake_group(
+        plugins.METERS_GROUP,
+        "wattmeter",
+        "fake_wattmeter_plugin",
+        "from nas.energy.estimate import EstimateMeter\nclass Wattmeter(EstimateMeter):\n    name = 'wattmeter'\n",
+        "Wattmeter",
+    )
     assert "wattmeter" in energy.meter_names()
     assert energy.meter_class("wattmeter").__name__ == "Wattmeter"
 
@@ -137,11 +179,16 @@ def test_a_family_entry_point_naming_a_class_registers_it(fake_group, monkeypatc
     monkeypatch.setattr("nas.models.registry.FAMILIES", FAMILIES)  # same dict, restored below
     before = dict(FAMILIES)
     try:
-        fake_group(plugins.FAMILIES_GROUP, "linear", "fake_linear_family",
-                   "from torch import nn\nfrom nas.models import Family\n"
-                   "class Linear(Family):\n"
-                   "    def build(self, arch, input_shape, num_classes):\n"
-                   "        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n", "Linear")
+        fake_group(
+            plugins.FAMILIES_GROUP,
+            "linear",
+            "fake_linear_family",
+            "from torch import nn\nfrom nas.models import Family\n"
+            "class Linear(Family):\n"
+            "    def build(self, arch, input_shape, num_classes):\n"
+            "        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n",
+            "Linear",
+        )
         fam = get_family("linear")
         assert fam.name == "linear"
         arch = Architecture("linear", {}, ())

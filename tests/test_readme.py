@@ -138,12 +138,15 @@ def test_the_readme_runs_nothing_the_test_skips_silently():
             assert not re.search(r"\bRUN\b|\bNAME\b|\[--", line), f"placeholder in a runnable README line: {line}"
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["search", "--trials", "60", "--epochs", "3"], ["search", "--trials", "6", "--epochs", "1"]),
-    (["export", "r", "--retrain-epochs", "20"], ["export", "r", "--retrain-epochs", "1"]),
-    (["search", "--trials", "5", "--dataset", "mnist5k"], ["search", "--trials", "2", "--dataset", "digits"]),
-    (["bench", "build", "--space", "bench-mlp"], ["bench", "build", "--space", "tiny-bench.yaml"]),
-    (["search", "--space", "cnn-compress"], ["search", "--space", "mlp-compress"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["search", "--trials", "60", "--epochs", "3"], ["search", "--trials", "6", "--epochs", "1"]),
+        (["export", "r", "--retrain-epochs", "20"], ["export", "r", "--retrain-epochs", "1"]),
+        (["search", "--trials", "5", "--dataset", "mnist5k"], ["search", "--trials", "2", "--dataset", "digits"]),
+        (["bench", "build", "--space", "bench-mlp"], ["bench", "build", "--space", "tiny-bench.yaml"]),
+        (["search", "--space", "cnn-compress"], ["search", "--space", "mlp-compress"]),
+    ],
+)
 def test_scaling(argv, expected):
     assert scaled(argv) == expected

@@ -89,9 +89,27 @@ def test_no_measurement_in_time_is_a_trial_fault_and_withdraws_the_request(queue
 
 def test_a_search_without_a_measurer_fails_its_candidates_with_their_own_reason(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["search", "--space", "mlp", "--trials", "1", "--epochs", "1", "--out", str(out),
-                                       "--measure-remote", "--measure-timeout", "0.5", "--timeout", "2", "--quiet"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "search",
+            "--space",
+            "mlp",
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--measure-remote",
+            "--measure-timeout",
+            "0.5",
+            "--timeout",
+            "2",
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     # every trial failed, so the search exits non-zero and says why (the run folder is kept)
     assert result.exit_code != 0 and "measure_timeout" in result.output, result.output
     import optuna
@@ -122,8 +140,11 @@ def test_measurer_options_need_measure_only():
 
 def test_measure_only_refuses_a_study_that_measures_itself(tmp_path):
     out = tmp_path / "run"
-    created = CliRunner().invoke(main, ["search", "--space", "mlp", "--trials", "1", "--epochs", "1", "--out", str(out),
-                                        "--quiet"], catch_exceptions=False)
+    created = CliRunner().invoke(
+        main,
+        ["search", "--space", "mlp", "--trials", "1", "--epochs", "1", "--out", str(out), "--quiet"],
+        catch_exceptions=False,
+    )
     assert created.exit_code == 0, created.output
     result = CliRunner().invoke(main, ["worker", "--measure-only", "--storage", f"sqlite:///{out / 'study.db'}"])
     assert result.exit_code == 2

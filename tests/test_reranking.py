@@ -41,7 +41,9 @@ def test_front_members_are_remeasured_and_written_beside_the_old_front(run):
         assert m.new.energy_per_inference_j == pytest.approx(expected.energy_per_inference_j)
         assert m.new.energy_method == "estimated:analytical"
         assert m.new.energy_per_inference_j != m.old.energy_per_inference_j
-    assert [r.number for r in res.new_front] == [r.number for r in pareto_front([m.new for m in res.measured], rep.objectives)]
+    assert [r.number for r in res.new_front] == [
+        r.number for r in pareto_front([m.new for m in res.measured], rep.objectives)
+    ]
     doc = json.loads((run / "rerank-raspberry-pi-5.json").read_text())
     assert doc["profile"] == "raspberry-pi-5" and doc["scope"] == "front" and doc["estimated"] is True
     assert [r["trial"] for r in doc["old_front"]] == [r.number for r in rep.front]
@@ -59,7 +61,9 @@ def test_all_remeasures_every_complete_trial(run):
 
 def test_trials_whose_precision_the_profile_lacks_are_skipped_with_the_reason(run, tmp_path):
     text = (PROFILES_DIR / "cpu-host.yaml").read_text()
-    text = text.replace("name: cpu-host", "name: no-fp32").replace("precisions: [fp32, bf16, int8]", "precisions: [bf16]")
+    text = text.replace("name: cpu-host", "name: no-fp32").replace(
+        "precisions: [fp32, bf16, int8]", "precisions: [bf16]"
+    )
     text = text.replace("  precision: fp32", "  precision: bf16")
     path = tmp_path / "no-fp32.yaml"
     path.write_text(text)
@@ -77,7 +81,9 @@ def test_absent_sensor_needs_allow_estimate(run):
 
 
 def test_cli_rerank_json_and_text(run):
-    res = CliRunner().invoke(main, ["rerank", str(run), "--profile", "jetson-orin-nano", "--all", "--json", "--allow-estimate"])
+    res = CliRunner().invoke(
+        main, ["rerank", str(run), "--profile", "jetson-orin-nano", "--all", "--json", "--allow-estimate"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["scope"] == "all" and len(doc["measured"]) == 6

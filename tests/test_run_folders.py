@@ -50,8 +50,25 @@ def dump(run) -> list[str]:
 
 def test_resume_needs_only_out_and_a_renamed_folder_resumes_its_study(tmp_path):
     run = tmp_path / "bench"
-    assert cli("search", "--space", "bench-mlp", "--sampler", "random", "--epochs", "1", "--trials", "2", "--seed", "3",
-               "--quiet", "--out", str(run)).exit_code == 0
+    assert (
+        cli(
+            "search",
+            "--space",
+            "bench-mlp",
+            "--sampler",
+            "random",
+            "--epochs",
+            "1",
+            "--trials",
+            "2",
+            "--seed",
+            "3",
+            "--quiet",
+            "--out",
+            str(run),
+        ).exit_code
+        == 0
+    )
     result = cli("search", "--out", str(run), "--trials", "3", "--quiet")  # settings come from the run
     assert result.exit_code == 0, result.output
     settings = json.loads((run / "run.json").read_text())["settings"]
@@ -73,8 +90,9 @@ def test_resume_needs_only_out_and_a_renamed_folder_resumes_its_study(tmp_path):
 def test_a_plain_optuna_study_is_refused_not_adopted(tmp_path):
     run = tmp_path / "plain"
     run.mkdir()
-    study = optuna.create_study(study_name="plain", storage=f"sqlite:///{run / 'study.db'}",
-                                directions=["maximize", "minimize"])
+    study = optuna.create_study(
+        study_name="plain", storage=f"sqlite:///{run / 'study.db'}", directions=["maximize", "minimize"]
+    )
     study.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=3)
     before = dump(run)
     line = one_error(cli("search", *FAST, "--trials", "2", "--out", str(run)))
@@ -90,7 +108,9 @@ def test_a_start_killed_before_run_json_and_a_refused_seed_leave_nothing_blockin
     run = tmp_path / "early"
     run.mkdir()
     # what a kill before run.json leaves: the study, with or without its settings
-    optuna.create_study(study_name="early", storage=f"sqlite:///{run / 'study.db'}", directions=["maximize", "minimize"])
+    optuna.create_study(
+        study_name="early", storage=f"sqlite:///{run / 'study.db'}", directions=["maximize", "minimize"]
+    )
     (run / "artifacts").mkdir()
     result = cli("search", *FAST, "--trials", "1", "--out", str(run))
     assert result.exit_code == 0, result.output
@@ -216,8 +236,9 @@ def test_a_read_only_run_folder_can_be_reported_on(tmp_path, monkeypatch):
     con.close()
     before = dump(run)
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: (mode != os.W_OK or not str(p).startswith(str(run)))
-                        and real_access(p, mode))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: (mode != os.W_OK or not str(p).startswith(str(run))) and real_access(p, mode)
+    )
     assert nas.runs.RunFolder(run).readable_sqlite_url.endswith("?immutable=1&uri=true")
     result = cli("report", str(run), "--json")
     assert result.exit_code == 0, result.output

@@ -41,7 +41,10 @@ def test_a_profile_without_the_field_ships_in_eager_torch():
         ("torchscript", Runtime("torchscript")),
         ("onnxruntime", Runtime("onnxruntime", "CPUExecutionProvider")),
         ({"name": "onnxruntime", "threads": 2}, Runtime("onnxruntime", "CPUExecutionProvider", 2)),
-        ({"name": "onnxruntime", "execution_provider": "CPUExecutionProvider"}, Runtime("onnxruntime", "CPUExecutionProvider")),
+        (
+            {"name": "onnxruntime", "execution_provider": "CPUExecutionProvider"},
+            Runtime("onnxruntime", "CPUExecutionProvider"),
+        ),
         ({"name": "torch", "threads": 4}, Runtime("torch", None, 4)),
     ],
 )
@@ -50,7 +53,10 @@ def test_runtime_spellings(tmp_path, runtime, expected):
 
 
 def test_a_gpu_profile_gets_the_cuda_provider(tmp_path):
-    assert load_profile(_profile(tmp_path, "onnxruntime", base=H100, precision="fp16")).runtime.execution_provider == "CUDAExecutionProvider"
+    assert (
+        load_profile(_profile(tmp_path, "onnxruntime", base=H100, precision="fp16")).runtime.execution_provider
+        == "CUDAExecutionProvider"
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,16 +66,42 @@ def test_a_gpu_profile_gets_the_cuda_provider(tmp_path):
         (3, CPU_HOST, {}, "'runtime'", "or a mapping"),
         ({"name": "tvm"}, CPU_HOST, {}, "'runtime.name'", "expected one of"),
         ({"name": "onnxruntime", "provider": "x"}, CPU_HOST, {}, "'runtime.provider'", "unknown field"),
-        ({"name": "torch", "execution_provider": "CPUExecutionProvider"}, CPU_HOST, {}, "'runtime.execution_provider'",
-         "only the onnxruntime runtime"),
-        ({"name": "onnxruntime", "execution_provider": "TensorrtExecutionProvider"}, CPU_HOST, {},
-         "'runtime.execution_provider'", "CUDAExecutionProvider"),
-        ({"name": "onnxruntime", "execution_provider": "CUDAExecutionProvider"}, CPU_HOST, {},
-         "'runtime.execution_provider'", "device.kind is 'cpu'"),
-        ({"name": "onnxruntime", "execution_provider": "CPUExecutionProvider"}, H100, {"precision": "fp16"},
-         "'runtime.execution_provider'", "device.kind is 'gpu'"),
+        (
+            {"name": "torch", "execution_provider": "CPUExecutionProvider"},
+            CPU_HOST,
+            {},
+            "'runtime.execution_provider'",
+            "only the onnxruntime runtime",
+        ),
+        (
+            {"name": "onnxruntime", "execution_provider": "TensorrtExecutionProvider"},
+            CPU_HOST,
+            {},
+            "'runtime.execution_provider'",
+            "CUDAExecutionProvider",
+        ),
+        (
+            {"name": "onnxruntime", "execution_provider": "CUDAExecutionProvider"},
+            CPU_HOST,
+            {},
+            "'runtime.execution_provider'",
+            "device.kind is 'cpu'",
+        ),
+        (
+            {"name": "onnxruntime", "execution_provider": "CPUExecutionProvider"},
+            H100,
+            {"precision": "fp16"},
+            "'runtime.execution_provider'",
+            "device.kind is 'gpu'",
+        ),
         ({"name": "onnxruntime", "threads": 0}, CPU_HOST, {}, "'runtime.threads'", ">= 1"),
-        ("onnxruntime", CPU_HOST, {"precision": "bf16"}, "'inference.precision'", "does not run in runtime 'onnxruntime'"),
+        (
+            "onnxruntime",
+            CPU_HOST,
+            {"precision": "bf16"},
+            "'inference.precision'",
+            "does not run in runtime 'onnxruntime'",
+        ),
     ],
 )
 def test_bad_runtime_is_one_line_naming_file_and_field(tmp_path, runtime, base, inference, field, needle):
@@ -84,8 +116,9 @@ def test_the_cli_refuses_a_bad_runtime_in_one_line(tmp_path):
     path = _profile(tmp_path, "tflite")
     result = CliRunner().invoke(main, ["profiles", "show", str(path)])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [f"nas: error: {path}: field 'runtime': expected one of "
-                                                  f"{', '.join(RUNTIME_NAMES)}, got 'tflite'"]
+    assert result.output.strip().splitlines() == [
+        f"nas: error: {path}: field 'runtime': expected one of {', '.join(RUNTIME_NAMES)}, got 'tflite'"
+    ]
 
 
 def test_profiles_show_and_list_name_the_runtime(tmp_path):
@@ -103,8 +136,24 @@ def test_profiles_show_and_list_name_the_runtime(tmp_path):
 def test_run_json_and_the_study_store_the_runtime(tmp_path):
     path = _profile(tmp_path, "torchscript")
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["search", "--space", "mlp", "--profile", str(path), "--trials", "1",
-                                       "--epochs", "1", "--quiet", "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        [
+            "search",
+            "--space",
+            "mlp",
+            "--profile",
+            str(path),
+            "--trials",
+            "1",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "run.json").read_text())
     assert meta["runtime"] == {"name": "torchscript", "execution_provider": None, "threads": None}
@@ -118,8 +167,21 @@ def test_a_space_sampling_a_precision_the_runtime_cannot_run_is_refused(tmp_path
         "name: s\nfamily: mlp\nparams:\n  activation: {choices: [relu]}\n  dropout: {choices: [0.0]}\n  precision: {choices: [fp32, bf16]}\n"
         "layers:\n  count: {low: 1, high: 1}\n  params:\n    width: {choices: [8]}\n"
     )
-    result = CliRunner().invoke(main, ["search", "--space", str(space), "--profile", str(path), "--trials", "1",
-                                       "--quiet", "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "search",
+            "--space",
+            str(space),
+            "--profile",
+            str(path),
+            "--trials",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 2
     line = result.output.strip()
     assert "\n" not in line and str(space) in line and "'params.precision'" in line and "'bf16'" in line, line

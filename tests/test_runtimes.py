@@ -18,8 +18,11 @@ from nas.runtimes import RUNTIMES, deploy_in_runtime, onnx_session, quantize_qdq
 from nas.space import sample
 from nas.train import TrainConfig, train
 
-RUNTIME_OF = {"torch": Runtime("torch"), "torchscript": Runtime("torchscript"),
-              "onnxruntime": Runtime("onnxruntime", "CPUExecutionProvider")}
+RUNTIME_OF = {
+    "torch": Runtime("torch"),
+    "torchscript": Runtime("torchscript"),
+    "onnxruntime": Runtime("onnxruntime", "CPUExecutionProvider"),
+}
 # max abs logit difference from eager PyTorch at the same precision: fp32 graphs differ only in
 # kernel order (nas export accepts 1e-4); fp16 rounds every activation to 11 significant bits
 TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "bf16": 0.3}
@@ -81,14 +84,22 @@ def test_each_runtime_runs_the_model_it_was_given(data, name, precision):
     assert (got - want).abs().max().item() <= TOLERANCE[precision], (name, precision)
     # another model gives other logits: the runtime runs this model, not a cached one
     other = _model(data, "cnn", seed=2)
-    assert not torch.allclose(torch.as_tensor(deploy_in_runtime(other, precision, x, x, RUNTIME_OF[name])(x)).float(), got)
+    assert not torch.allclose(
+        torch.as_tensor(deploy_in_runtime(other, precision, x, x, RUNTIME_OF[name])(x)).float(), got
+    )
     assert deployed.info["name"] == name and deployed.info["threads"] == 1
     assert deployed.info["execution_provider"] == RUNTIME_OF[name].execution_provider
 
 
 def test_runtime_threads_override_the_search_threads(data):
-    deployed = deploy_in_runtime(_model(data, "mlp", 0), "fp32", data.x_test[:4], data.x_test[:4],
-                                 Runtime("onnxruntime", "CPUExecutionProvider", threads=2), threads=1)
+    deployed = deploy_in_runtime(
+        _model(data, "mlp", 0),
+        "fp32",
+        data.x_test[:4],
+        data.x_test[:4],
+        Runtime("onnxruntime", "CPUExecutionProvider", threads=2),
+        threads=1,
+    )
     assert deployed.info["threads"] == 2
     assert deployed.run.session.get_session_options().intra_op_num_threads == 2
 

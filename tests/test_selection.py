@@ -11,9 +11,17 @@ from nas.selection import accuracy_energy_front, knee, parse_rule, select
 
 def rec(n: int, acc: float, energy: float, latency: float | None = 1e-3, feasible: bool = True) -> TrialRecord:
     return TrialRecord(
-        number=n, values={"accuracy": acc, "energy": energy}, accuracy=acc, test_accuracy=acc - 0.01,
-        energy_per_inference_j=energy, energy_method="estimated:analytical", latency_s=latency, params=0, macs=0,
-        architecture={}, feasible=feasible,
+        number=n,
+        values={"accuracy": acc, "energy": energy},
+        accuracy=acc,
+        test_accuracy=acc - 0.01,
+        energy_per_inference_j=energy,
+        energy_method="estimated:analytical",
+        latency_s=latency,
+        params=0,
+        macs=0,
+        architecture={},
+        feasible=feasible,
     )
 
 

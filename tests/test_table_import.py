@@ -40,8 +40,9 @@ def test_import_then_replay(tmp_path):
 
     run = tmp_path / "replay"
     # 3 of the space's 15,625 cells: the measure-first sampler draws its candidates from the table's rows
-    res = _cli("search", "--table", str(out), "--sampler", "measure-first", "--trials", "3", "--out", str(run),
-               "--quiet")
+    res = _cli(
+        "search", "--table", str(out), "--sampler", "measure-first", "--trials", "3", "--out", str(run), "--quiet"
+    )
     assert res.exit_code == 0, res.output
     study = optuna.load_study(study_name="replay", storage=f"sqlite:///{run / 'study.db'}")
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
@@ -56,20 +57,22 @@ def test_import_then_replay(tmp_path):
     assert [r["accuracy"] for r in front] == [0.5, 0.6, 0.7]  # accuracy rises with energy here: all on it
 
 
-
 def parse_cell_str(params):
     ops = [params[e] for e in EDGES]
     return [f"|{ops[0]}~0|", f"|{ops[1]}~0|{ops[2]}~1|", f"|{ops[3]}~0|{ops[4]}~1|{ops[5]}~2|"]
 
 
-@pytest.mark.parametrize("row, column, words", [
-    ("9,9,|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|,50,0.001,0.001\n", "arch_str", "unknown operation"),
-    ("9,9,|none~0|+|none~0|none~1|,50,0.001,0.001\n", "arch_str", "3 nodes"),
-    ("9,9," + CELLS[0] + ",150,0.001,0.001\n", "accuracy_pct", "[0, 100]"),
-    ("9,9," + CELLS[0] + ",50,-1,0.001\n", "energy_j", "> 0"),
-    ("9,9," + CELLS[0] + ",50,abc,0.001\n", "energy_j", "'abc'"),
-    ("9,9," + CELLS[0] + ",50,0.001,\n", "latency_s", "latency"),
-])
+@pytest.mark.parametrize(
+    "row, column, words",
+    [
+        ("9,9,|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|,50,0.001,0.001\n", "arch_str", "unknown operation"),
+        ("9,9,|none~0|+|none~0|none~1|,50,0.001,0.001\n", "arch_str", "3 nodes"),
+        ("9,9," + CELLS[0] + ",150,0.001,0.001\n", "accuracy_pct", "[0, 100]"),
+        ("9,9," + CELLS[0] + ",50,-1,0.001\n", "energy_j", "> 0"),
+        ("9,9," + CELLS[0] + ",50,abc,0.001\n", "energy_j", "'abc'"),
+        ("9,9," + CELLS[0] + ",50,0.001,\n", "latency_s", "latency"),
+    ],
+)
 def test_bad_row_is_one_line_naming_file_row_and_column(tmp_path, row, column, words):
     csv_path = tmp_path / "bad.csv"
     csv_path.write_text(HEADER + ROWS[1] + row)

@@ -23,7 +23,9 @@ def test_cuda_without_a_gpu_is_one_line_and_creates_nothing(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["search", "--train-device", "cuda", "--trials", "1", "--quiet", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["search", "--train-device", "cuda", "--trials", "1", "--quiet", "--out", str(out)]
+    )
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         f"nas: error: --train-device cuda: no CUDA GPU is usable here (torch {torch.__version__}, "
@@ -43,8 +45,11 @@ def test_auto_is_cuda_only_where_present():
 
 def test_the_train_device_is_stored_and_used(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["search", "--train-device", "cpu", "--trials", "1", "--epochs", "1",
-                                       "--quiet", "--out", str(out)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        ["search", "--train-device", "cpu", "--trials", "1", "--epochs", "1", "--quiet", "--out", str(out)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "run.json").read_text())["settings"]["train_device"] == "cpu"
     study = optuna.load_study(study_name="run", storage=f"sqlite:///{out / 'study.db'}")

@@ -111,7 +111,10 @@ def test_read_trials_matches_get_trials(mixed_study):
     complete = (optuna.trial.TrialState.COMPLETE,)
     assert fields(read_trials(mixed_study, complete)) == fields(mixed_study.get_trials(states=complete))
     assert {t.state for t in read_trials(mixed_study)} == {
-        optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.RUNNING}
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.RUNNING,
+    }
     assert read_trials(mixed_study)[3].values == [0.30000000000000004, float("inf")]
     assert read_trials(mixed_study)[1].constraints == {"energy": -0.5}
 

@@ -131,8 +131,10 @@ def test_four_processes_hammering_one_sqlite_study_never_hit_a_lock(tmp_path):
     """Trials far shorter than real ones, so the processes write almost continuously."""
     url = f"sqlite:///{tmp_path / 'hammer.db'}"
     optuna.create_study(storage=open_storage(url), study_name="hammer", directions=["minimize", "minimize"])
-    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, url, str(i)], stderr=subprocess.PIPE, text=True)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HAMMER, url, str(i)], stderr=subprocess.PIPE, text=True)
+        for i in range(4)
+    ]
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     assert not any("locked" in e for e in errors), errors
@@ -215,8 +217,9 @@ def test_cli_refuses_two_workers_on_one_rapl_package_and_creates_nothing(tmp_pat
     writer = threading.Thread(target=live_counter, daemon=True)
     writer.start()
     try:
-        result = cli("search", *MLP, "--profile", "cpu-rapl", "--workers", "2", "--out", str(out),
-                     NAS_POWERCAP_ROOT=str(root))
+        result = cli(
+            "search", *MLP, "--profile", "cpu-rapl", "--workers", "2", "--out", str(out), NAS_POWERCAP_ROOT=str(root)
+        )
     finally:
         stop.set()
         writer.join(5)

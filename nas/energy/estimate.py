@@ -41,156 +41,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from nas.energy.base import BYTES_PER_ELEM, EnergyRecord, Meter, Reading, WindowWork, Workload
+from nas.energy.coefficients import (  # noqa: F401 (re-exported: the estimate's public names)
+    _OVERHEAD_SOURCE,
+    ELEMENT_OP_PER_MAC,
+    FEATURE_UNITS,
+    FITTED,
+    RUNTIME_DEFAULTS,
+    TERM_NAMES,
+    Coefficients,
+    RuntimeDefaults,
+    coefficients,
+    runtime_of,
+)
 from nas.energy.opgraph import OperatorGraph, operator_graph, summary_graph
-from nas.errors import ConfigError
-from nas.hardware import HardwareProfile, Sourced
+from nas.hardware import HardwareProfile
 
 METHOD = "estimated:analytical"
 TRAINING_METHOD = "estimated:wall-time x active power"
-
-# The coefficients a calibration fits; the estimate is linear in them (`features`).
-FITTED = ("energy_per_mac_j", "energy_per_element_op_j", "energy_per_byte_cache_j", "energy_per_byte_dram_j",
-          "energy_per_call_j", "energy_per_inference_j", "static_power_w")
-# What each fitted coefficient multiplies, per inference (the keys of `features`).
-FEATURE_UNITS = {"energy_per_mac_j": "MACs", "energy_per_element_op_j": "element operations (fp32-equivalent)",
-                 "energy_per_byte_cache_j": "bytes from cache", "energy_per_byte_dram_j": "bytes from DRAM",
-                 "energy_per_call_j": "operator calls", "energy_per_inference_j": "forward calls",
-                 "static_power_w": "modelled seconds"}
-TERM_NAMES = {"energy_per_mac_j": "compute_j", "energy_per_element_op_j": "elementwise_j",
-              "energy_per_byte_cache_j": "cache_j", "energy_per_byte_dram_j": "dram_j",
-              "energy_per_call_j": "calls_j", "energy_per_inference_j": "inference_j", "static_power_w": "static_j"}
-
-
-@dataclass(frozen=True)
-class RuntimeDefaults:
-    """What a runtime does to the operator graph, and its dispatch overheads when the profile is silent."""
-
-    folds_batch_norm: bool
-    fuses_activation: bool
-    seconds_per_call: Sourced
-    seconds_per_inference: Sourced
-
-
-# Dispatch overheads of each runtime on the development host (2-vCPU Xeon slice at 2.6 GHz, one
-# thread, torch 2.13, onnxruntime 1.2x), from `python benchmarks/estimate_check.py --overheads` (a
-# chain of 64 tiny Linear+ReLU layers against a chain of 1). That run had to share the host (load
-# ~15 on 2 cores): it gave 26.6 / 8.9 / 2.6 us per operator call and 9.6 / 40 / 27 us per forward
-# call (torch / torchscript / onnxruntime); the values below scale them by the idle eager figure of
-# issue 13 (mlp[64] at batch 32: 29 us for 3 kernels and 5 module calls, about 6 us per call, i.e.
-# a factor 4.4). A slower core pays more per call, which is what calibrating `energy_per_call_j`
-# on the device is for.
-_OVERHEAD_SOURCE = ("benchmarks/estimate_check.py --overheads on the development host (shared, scaled by 1/4.4 "
-                    "to the idle eager figure of issue 13; see nas/energy/estimate.py)")
-RUNTIME_DEFAULTS: dict[str, RuntimeDefaults] = {
-    "torch": RuntimeDefaults(False, False, Sourced(6.0e-6, f"eager PyTorch per operator call: {_OVERHEAD_SOURCE}"),
-                             Sourced(2.2e-6, f"eager PyTorch per forward call: {_OVERHEAD_SOURCE}")),
-    "torchscript": RuntimeDefaults(False, False, Sourced(2.0e-6, f"traced TorchScript per operator: {_OVERHEAD_SOURCE}"),
-                                   Sourced(9.0e-6, f"traced TorchScript per forward call: {_OVERHEAD_SOURCE}")),
-    "onnxruntime": RuntimeDefaults(True, True, Sourced(6.0e-7, f"ONNX Runtime CPU, one thread, per node: {_OVERHEAD_SOURCE}"),
-                                   Sourced(6.2e-6, f"ONNX Runtime InferenceSession.run: {_OVERHEAD_SOURCE}")),
-}
-
-ELEMENT_OP_PER_MAC = 0.2  # Horowitz ISSCC 2014 (45 nm): fp32 add 0.9 pJ vs fp32 multiply-add 4.6 pJ
-
-
-@dataclass(frozen=True)
-class Coefficients:
-    """Every number the estimate uses for one profile, runtime and precision, each with its source.
-
-    `values` holds the FITTED coefficients (J per MAC / element operation / byte / call / forward
-    call, W) and the constants `seconds_per_call`, `peak_macs_per_s`, `memory_bandwidth_bytes_per_s`,
-    `cache_bytes`. `folds_batch_norm` / `fuses_activation` say what the runtime does to the graph.
-    """
-
-    profile: str
-    runtime: str
-    precision: str
-    values: Mapping[str, Sourced]
-    folds_batch_norm: bool
-    fuses_activation: bool
-
-    def value(self, name: str) -> float:
-        """The value of coefficient or constant `name`."""
-        return self.values[name].value
-
-    def with_values(self, new: Mapping[str, float], source: str) -> Coefficients:
-        """A copy with `new` values (all labelled `source`)."""
-        values = dict(self.values)
-        values.update({k: Sourced(float(v), source) for k, v in new.items()})
-        return replace(self, values=values)
-
-    def table(self) -> dict[str, dict[str, Any]]:
-        """{name: {value, source}} for records and reports."""
-        out: dict[str, dict[str, Any]] = {k: {"value": v.value, "source": v.source} for k, v in self.values.items()}
-        out["folds_batch_norm"] = {"value": self.folds_batch_norm, "source": f"runtime {self.runtime}"}
-        out["fuses_activation"] = {"value": self.fuses_activation, "source": f"runtime {self.runtime}"}
-        return out
-
-
-def runtime_of(profile: HardwareProfile) -> str:
-    """The runtime the profile's deployed networks run in (the profile's `runtime`, default torch)."""
-    return profile.runtime.name
-
-
-def coefficients(profile: HardwareProfile, precision: str | None = None, runtime: str | None = None) -> Coefficients:
-    """The estimate's coefficients for `profile` at `precision` in `runtime` (defaults: the profile's).
-
-    A value in the profile's `estimate.runtimes.RUNTIME` section wins over the profile's general
-    `estimate` value, which wins over RUNTIME_DEFAULTS. Raises ConfigError when the profile has no
-    energy per MAC or peak throughput for `precision`, or the runtime is unknown.
-    """
-    precision = precision or profile.precision
-    runtime = runtime or runtime_of(profile)
-    if runtime not in RUNTIME_DEFAULTS:
-        raise ConfigError(f"{profile.source}: no estimate for runtime {runtime!r} (valid: {', '.join(RUNTIME_DEFAULTS)})")
-    defaults = RUNTIME_DEFAULTS[runtime]
-    for table, what in ((profile.energy_per_mac_j, "estimate.energy_per_mac_j"),
-                        (profile.peak_macs_per_s, "throughput.peak_macs_per_s")):
-        if precision not in table:
-            raise ConfigError(f"{profile.source}: field '{what}': no value for precision {precision!r} "
-                              f"(has: {', '.join(sorted(table))})")
-    active_w = max(profile.peak_power_w.value - profile.idle_power_w.value, 0.0)
-    e_mac_fp32 = profile.energy_per_mac_j.get("fp32", profile.energy_per_mac_j[precision])
-    values: dict[str, Sourced] = {
-        "energy_per_mac_j": profile.energy_per_mac_j[precision],
-        "energy_per_element_op_j": Sourced(
-            ELEMENT_OP_PER_MAC * e_mac_fp32.value,
-            f"{ELEMENT_OP_PER_MAC} x the fp32 energy per MAC (Horowitz ISSCC 2014: fp32 add 0.9 pJ, "
-            f"multiply-add 4.6 pJ); fp32 MAC: {e_mac_fp32.source}"),
-        "energy_per_byte_cache_j": profile.energy_per_byte_cache_j,
-        "energy_per_byte_dram_j": profile.energy_per_byte_dram_j,
-        "energy_per_call_j": Sourced(
-            defaults.seconds_per_call.value * active_w,
-            f"seconds per call x (peak_w - idle_w) = {defaults.seconds_per_call.value:g} s x {active_w:g} W "
-            f"(dispatch time at busy power; time: {defaults.seconds_per_call.source})"),
-        "energy_per_inference_j": Sourced(
-            defaults.seconds_per_inference.value * active_w,
-            f"seconds per forward call x (peak_w - idle_w) = {defaults.seconds_per_inference.value:g} s x "
-            f"{active_w:g} W (time: {defaults.seconds_per_inference.source})"),
-        "static_power_w": profile.static_power_w,
-        "seconds_per_call": defaults.seconds_per_call,
-        "peak_macs_per_s": profile.peak_macs_per_s[precision],
-        "memory_bandwidth_bytes_per_s": profile.memory_bandwidth_bytes_per_s,
-        "cache_bytes": profile.cache_bytes,
-    }
-    if profile.energy_per_element_op_j is not None:
-        values["energy_per_element_op_j"] = profile.energy_per_element_op_j
-    folds, fuses = defaults.folds_batch_norm, defaults.fuses_activation
-    override = profile.estimate_runtimes.get(runtime)
-    if override is not None:
-        for k, v in override.values.items():
-            if isinstance(v, Mapping):  # per precision
-                if precision in v:
-                    values[k] = v[precision]
-            else:
-                values[k] = v
-        folds = override.folds_batch_norm if override.folds_batch_norm is not None else folds
-        fuses = override.fuses_activation if override.fuses_activation is not None else fuses
-    return Coefficients(profile.name, runtime, precision, values, folds, fuses)
 
 
 # ----------------------------------------------------------------------------------- the model
@@ -286,13 +157,26 @@ class Estimate:
 def estimate_graph(graph: OperatorGraph, params: int, coefs: Coefficients, batch_size: int) -> Estimate:
     """The estimate of a recorded operator graph (see `estimate_module` for a module)."""
     terms = inference_terms(graph, coefs, batch_size)
-    return Estimate(terms["total_j"], {k: v for k, v in terms.items() if k.endswith("_j") or k == "operator_calls"},
-                    graph.macs, params, terms["latency_batch_s"], batch_size, coefs)
+    return Estimate(
+        terms["total_j"],
+        {k: v for k, v in terms.items() if k.endswith("_j") or k == "operator_calls"},
+        graph.macs,
+        params,
+        terms["latency_batch_s"],
+        batch_size,
+        coefs,
+    )
 
 
-def estimate_module(module: Any, input_shape: Any, profile: HardwareProfile | str, *,
-                    batch_size: int | None = None, precision: str | None = None,
-                    runtime: str | None = None) -> Estimate:
+def estimate_module(
+    module: Any,
+    input_shape: Any,
+    profile: HardwareProfile | str,
+    *,
+    batch_size: int | None = None,
+    precision: str | None = None,
+    runtime: str | None = None,
+) -> Estimate:
     """Energy per inference of any `nn.Module` on `profile` (a HardwareProfile, a shipped profile's
     name or a YAML path), for inputs of `input_shape` (one sample, no batch dimension, e.g.
     (3, 32, 32)), at the profile's batch size, precision and runtime unless given.
@@ -324,14 +208,16 @@ class EstimateMeter(Meter):
         `graph` when given) at `precision` and `batch_size`."""
         graph = graph or stats.operators
         if graph is None:  # counts recorded without a graph: one operator doing all the work
-            graph = summary_graph(getattr(stats, "weights_read", stats.params), stats.macs, stats.activation_elems, stats.input_elems)
+            graph = summary_graph(
+                getattr(stats, "weights_read", stats.params), stats.macs, stats.activation_elems, stats.input_elems
+            )
         coefs = coefficients(self.profile, precision)
         result = estimate_graph(graph, stats.params, coefs, batch_size)
         total = result.energy_per_inference_j
         return EnergyRecord(
             method=METHOD,
             api=f"analytical operator-level model ({coefs.runtime} runtime: per-operator MACs, element "
-                f"operations, bytes from cache/DRAM, calls; per forward call; static power x modelled latency)",
+            f"operations, bytes from cache/DRAM, calls; per forward call; static power x modelled latency)",
             scope="model",
             device_name=f"{self.profile.name} (modelled)",
             driver_version=None,
@@ -389,10 +275,26 @@ class EstimateMeter(Meter):
         coefs = coefficients(p, work.precision)
         peak = coefs.value("peak_macs_per_s")
         modelled_s = max(work.macs / peak, work.bytes_moved / coefs.value("memory_bandwidth_bytes_per_s"))
-        energy = (work.macs * coefs.value("energy_per_mac_j") + work.bytes_moved * coefs.value("energy_per_byte_dram_j")
-                  + coefs.value("static_power_w") * modelled_s)
+        energy = (
+            work.macs * coefs.value("energy_per_mac_j")
+            + work.bytes_moved * coefs.value("energy_per_byte_dram_j")
+            + coefs.value("static_power_w") * modelled_s
+        )
         return Reading(energy_j=energy, duration_s=0.0, method=METHOD)
 
 
-__all__ = ["FITTED", "METHOD", "RUNTIME_DEFAULTS", "Coefficients", "Estimate", "EstimateMeter", "coefficients",
-           "estimate_graph", "estimate_module", "features", "inference_terms", "predict", "runtime_of"]
+__all__ = [
+    "FITTED",
+    "METHOD",
+    "RUNTIME_DEFAULTS",
+    "Coefficients",
+    "Estimate",
+    "EstimateMeter",
+    "coefficients",
+    "estimate_graph",
+    "estimate_module",
+    "features",
+    "inference_terms",
+    "predict",
+    "runtime_of",
+]

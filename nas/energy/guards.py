@@ -51,9 +51,7 @@ def moved(e0: float, e1: float, c0: int | None, c1: int | None) -> bool:
     return c1 != c0 if c0 is not None else e1 != e0
 
 
-def stuck_error(
-    sensor: Described, during: str, watched_s: float, reads: int | None = None
-) -> MeterUnavailable:
+def stuck_error(sensor: Described, during: str, watched_s: float, reads: int | None = None) -> MeterUnavailable:
     """The MeterUnavailable for a sensor that did not change while it was watched."""
     return stuck(sensor.method, sensor.device_name, sensor.where, during, watched_s, reads)
 

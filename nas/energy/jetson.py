@@ -76,9 +76,7 @@ def _read_int(path: Path) -> int:
     try:
         return int(text.split()[0])
     except (ValueError, IndexError):
-        raise MeterUnavailable(
-            f"Jetson INA: {path} does not hold an integer (read {text!r})"
-        ) from None
+        raise MeterUnavailable(f"Jetson INA: {path} does not hold an integer (read {text!r})") from None
 
 
 def _optional(path: Path) -> str | None:
@@ -161,8 +159,7 @@ def select_rails(rails: list[Rail], wanted: tuple[str, ...]) -> list[Rail]:
         if len(hits) != 1:
             what = "not found" if not hits else f"found {len(hits)} times"
             raise MeterUnavailable(
-                f"Jetson INA: rail {name!r} {what}; this board has: {have}. Set sensor.rails "
-                f"in the profile"
+                f"Jetson INA: rail {name!r} {what}; this board has: {have}. Set sensor.rails in the profile"
             )
         out.append(hits[0])
     return out
@@ -203,8 +200,7 @@ class JetsonSensor(SampledPowerSensor):
         self.device_name = device_name
         self.driver_version = ", ".join(sorted({f"{r.chip} ({r.layout})" for r in rails}))
         self.scope = (
-            f"rail(s) {labels} of the module's on-board power monitor (the carrier board, USB and "
-            f"fan are not included)"
+            f"rail(s) {labels} of the module's on-board power monitor (the carrier board, USB and fan are not included)"
         )
         self.api = (
             f"sysfs {rails[0].layout}: bus voltage (mV) x current (mA) of {labels}, sampled every "
@@ -286,9 +282,7 @@ class JetsonMeter(SensorMeter):
         model = board_model(self.root)
         check_board(self.profile, model, self.root)
         rails = select_rails(find_rails(self.root), self.profile.sensor.rails)
-        return JetsonSensor(
-            rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread
-        )
+        return JetsonSensor(rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread)
 
 
 __all__ = ["JetsonMeter", "JetsonSensor", "Rail", "find_rails", "select_rails", "sysfs_root"]

@@ -159,7 +159,7 @@ def inspect_gpu(nv: ModuleType, profile: HardwareProfile) -> GpuInfo:
 
 
 def energy_mode(nv: ModuleType, handle: Any, name: str) -> str:
-    """"counter" on Volta and newer when the counter answers, else "power" when power answers."""
+    """ "counter" on Volta and newer when the counter answers, else "power" when power answers."""
     try:
         arch = nv.nvmlDeviceGetArchitecture(handle)
     except nv.NVMLError:
@@ -203,8 +203,7 @@ class NvmlSensor(Sensor):
             self.counts_updates = True
         else:
             self.method = "measured:nvml-power"
-            self.api = (f"nvmlDeviceGetPowerUsage (mW) sampled every {sample_s * 1000:g} ms, "
-                        f"trapezoid-integrated")
+            self.api = f"nvmlDeviceGetPowerUsage (mW) sampled every {sample_s * 1000:g} ms, trapezoid-integrated"
             self.counts_updates = False
             self._integrator = PowerIntegrator(self._power_sample, clock, sample_s, name="nas-nvml-power")
 
@@ -255,16 +254,26 @@ class NvmlMeter(SensorMeter):
     torch_device: ClassVar[str] = "cuda"
     _probes: ClassVar[dict[tuple[Any, ...], Probe]] = {}
 
-    def __init__(self, profile: HardwareProfile, *, clock: Clock | None = None, sleep: Sleep | None = None,
-                 sample_s: float = POWER_SAMPLE_S) -> None:
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        sample_s: float = POWER_SAMPLE_S,
+    ) -> None:
         super().__init__(profile, clock=clock, sleep=sleep)
         self.torch_device = f"cuda:{profile.device_index}"  # type: ignore[misc]  # this meter's GPU
         self.sample_s = sample_s
 
     @classmethod
     def _probe_key(cls, profile: HardwareProfile) -> tuple[Any, ...]:
-        return (profile.device_index, profile.device_match, os.environ.get("CUDA_VISIBLE_DEVICES"),
-                id(sys.modules.get("pynvml")))
+        return (
+            profile.device_index,
+            profile.device_match,
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+            id(sys.modules.get("pynvml")),
+        )
 
     @classmethod
     def probe(cls, profile: HardwareProfile) -> Probe:
@@ -294,8 +303,11 @@ class NvmlMeter(SensorMeter):
         import torch
 
         if not torch.cuda.is_available():
-            return Probe(False, f"NVML sees the GPU but PyTorch {torch.__version__} has no CUDA here; "
-                                f"install a CUDA build of torch to run models on it")
+            return Probe(
+                False,
+                f"NVML sees the GPU but PyTorch {torch.__version__} has no CUDA here; "
+                f"install a CUDA build of torch to run models on it",
+            )
         return Probe(True)
 
     def open_sensor(self) -> Sensor:
@@ -310,7 +322,9 @@ class NvmlMeter(SensorMeter):
             raise
 
 
-def check_moves(nv: ModuleType, info: GpuInfo, watch: Callable[[Callable[[], object]], tuple[bool, int, float]]) -> None:
+def check_moves(
+    nv: ModuleType, info: GpuInfo, watch: Callable[[Callable[[], object]], tuple[bool, int, float]]
+) -> None:
     """MeterUnavailable unless the GPU's counter (or power reading) changes while `watch` polls it."""
     handle = nv.nvmlDeviceGetHandleByIndex(info.nvml_index)
     name = "nvmlDeviceGetTotalEnergyConsumption" if info.mode == "counter" else "nvmlDeviceGetPowerUsage"

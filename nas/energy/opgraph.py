@@ -21,7 +21,6 @@ the preceding convolution, or fuse an activation into it, can drop those operato
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,32 +30,20 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-# ATen operator (overload packet) names by kind; anything else that is not a view is "other"
-# (charged for its calls and bytes, with one element operation per output element).
-_MAC_KINDS = {"convolution": "conv", "_convolution": "conv", "conv2d": "conv", "conv1d": "conv",
-              "addmm": "matmul", "mm": "matmul", "bmm": "matmul", "baddbmm": "matmul", "matmul": "matmul",
-              "linear": "matmul", "_scaled_dot_product_efficient_attention": "matmul",
-              "_scaled_dot_product_flash_attention": "matmul",
-              "_scaled_dot_product_flash_attention_for_cpu": "matmul"}
-_BATCH_NORM = {"_native_batch_norm_legit_no_training", "native_batch_norm", "_native_batch_norm_legit",
-               "batch_norm", "native_layer_norm", "native_group_norm", "layer_norm", "group_norm"}
-_POOL = {"avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool1d", "max_pool1d", "avg_pool3d",
-         "max_pool3d_with_indices", "adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d",
-         "mean", "sum", "amax", "max", "_adaptive_avg_pool3d", "adaptive_avg_pool1d"}
-# element operations per output element of an activation: a compare/select is one; functions with a
-# transcendental are evaluated with polynomial approximations of about ten vector instructions
-# (assumption, order of magnitude: e.g. Arm Optimized Routines' expf is ~10-15 instructions)
-_ACTIVATION_OPS = {"relu": 1, "relu_": 1, "hardtanh": 1, "hardtanh_": 1, "clamp": 1, "clamp_": 1,
-                   "clamp_min": 1, "threshold": 1, "leaky_relu": 2, "hardswish": 4, "hardswish_": 4,
-                   "hardsigmoid": 3, "silu": 12, "silu_": 12, "sigmoid": 10, "tanh": 10, "gelu": 14,
-                   "elu": 12, "softmax": 12, "_softmax": 12, "log_softmax": 12, "_log_softmax": 12, "mish": 24}
-_ELEMENTWISE = {"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "neg", "abs", "pow", "sqrt",
-                "rsqrt", "exp", "where", "maximum", "minimum", "addcmul", "lerp"}
-_COPY = {"clone", "cat", "copy_", "_to_copy", "stack", "constant_pad_nd", "new_zeros", "zeros_like",
-         "empty_like", "fill_", "zero_", "index", "gather", "embedding", "repeat", "flip", "roll"}
-_ALLOCATIONS = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided"}  # no kernel
-_FUSABLE_ACTIVATIONS = {"relu", "relu_", "hardtanh", "hardtanh_", "clamp", "clamp_", "clamp_min",
-                        "sigmoid", "tanh", "leaky_relu"}
+from nas.energy.opkinds import (
+    ACTIVATION_OPS,
+    ALLOCATIONS,
+    BATCH_NORM,
+    COPY,
+    ELEMENTWISE,
+    FOLDABLE_NORMS,
+    FUSABLE_ACTIVATIONS,
+    MAC_KINDS,
+    POOL,
+    is_view,
+    pool_window,
+    tensors,
+)
 
 
 @dataclass(frozen=True)
@@ -133,50 +120,27 @@ class OperatorGraph:
                 if src is not None:
                     alias[op.output] = alias.get(src, src)
                 continue
-            if folds_batch_norm and op.kind == "batch_norm" and op.name in _FOLDABLE_NORMS \
-                    and src_kind == "conv" and single_use:
+            if (
+                folds_batch_norm
+                and op.kind == "batch_norm"
+                and op.name in FOLDABLE_NORMS
+                and src_kind == "conv"
+                and single_use
+            ):
                 alias[op.output] = alias.get(src, src)
                 continue
-            if fuses_activation and op.kind == "activation" and op.name in _FUSABLE_ACTIVATIONS \
-                    and src_kind in ("conv", "matmul") and single_use:
+            if (
+                fuses_activation
+                and op.kind == "activation"
+                and op.name in FUSABLE_ACTIVATIONS
+                and src_kind in ("conv", "matmul")
+                and single_use
+            ):
                 alias[op.output] = alias.get(src, src)
                 continue
             kept.append(replace(op, inputs=ins))
             producer_kind[op.output] = op.kind
         return OperatorGraph(tuple(kept), self.weight_elems_total, self.input_elems)
-
-
-_FOLDABLE_NORMS = {"_native_batch_norm_legit_no_training", "native_batch_norm", "batch_norm",
-                   "_native_batch_norm_legit"}
-
-
-def _is_view(func: Any) -> bool:
-    schema = func._schema
-    if not schema.returns:
-        return False
-    info = schema.returns[0].alias_info
-    return info is not None and not info.is_write
-
-
-def _pool_window(name: str, args: tuple[Any, ...], out: torch.Tensor, inp: torch.Tensor | None) -> int:
-    """Element operations of a pooling or reduction: every output reads its window."""
-    if name in ("avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool1d", "avg_pool3d",
-                "max_pool1d", "max_pool3d_with_indices"):
-        kernel = args[1] if len(args) > 1 else 1
-        window = math.prod(kernel) if isinstance(kernel, (list, tuple)) else int(kernel) ** (int(out.dim()) - 2)
-        return int(out.numel()) * int(window)
-    return int(inp.numel()) if inp is not None else int(out.numel())
-
-
-def _tensors(values: tuple[Any, ...] | list[Any]) -> list[torch.Tensor]:
-    """The tensors among `values`, one level of lists/tuples deep (ATen arguments are that flat)."""
-    out: list[torch.Tensor] = []
-    for v in values:
-        if isinstance(v, torch.Tensor):
-            out.append(v)
-        elif isinstance(v, (tuple, list)):
-            out.extend(t for t in v if isinstance(t, torch.Tensor))
-    return out
 
 
 class _Recorder(TorchDispatchMode):
@@ -206,9 +170,9 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = func._overloadpacket.__name__
-        flat_in = _tensors(args) + _tensors(tuple(kwargs.values()))
-        flat_out = _tensors(out if isinstance(out, (tuple, list)) else (out,))
-        if not flat_out or name in _ALLOCATIONS:
+        flat_in = tensors(args) + tensors(tuple(kwargs.values()))
+        flat_out = tensors(out if isinstance(out, (tuple, list)) else (out,))
+        if not flat_out or name in ALLOCATIONS:
             return out
         first = flat_out[0]
         acts = [t for t in flat_in if not self._is_weight(t)]
@@ -216,7 +180,7 @@ class _Recorder(TorchDispatchMode):
         inputs = tuple(self._tid(t) for t in acts)
         # a view's output shares its input's data; record it, costing nothing
         output = self._tid(first)
-        if _is_view(func):
+        if is_view(func):
             self.ops.append(Operator(name, "view", inputs=inputs, output=output))
             return out
         macs = 0
@@ -232,17 +196,17 @@ class _Recorder(TorchDispatchMode):
             return out
         act_elems = sum(int(t.numel()) for t in acts if t.dim() > 0) + out_elems
         weight_elems = sum(int(t.numel()) for t in weights)
-        if name in _MAC_KINDS or macs > 0:
-            kind, element_ops = _MAC_KINDS.get(name, "matmul"), 0
-        elif name in _BATCH_NORM:
+        if name in MAC_KINDS or macs > 0:
+            kind, element_ops = MAC_KINDS.get(name, "matmul"), 0
+        elif name in BATCH_NORM:
             kind, element_ops = "batch_norm", 2 * out_elems  # scale and shift per element
-        elif name in _POOL:
-            kind, element_ops = "pool", _pool_window(name, args, first, acts[0] if acts else None)
-        elif name in _ACTIVATION_OPS:
-            kind, element_ops = "activation", _ACTIVATION_OPS[name] * out_elems
-        elif name in _ELEMENTWISE:
+        elif name in POOL:
+            kind, element_ops = "pool", pool_window(name, args, first, acts[0] if acts else None)
+        elif name in ACTIVATION_OPS:
+            kind, element_ops = "activation", ACTIVATION_OPS[name] * out_elems
+        elif name in ELEMENTWISE:
             kind, element_ops = "elementwise", out_elems
-        elif name in _COPY:
+        elif name in COPY:
             kind, element_ops = "copy", 0
         else:
             kind, element_ops = "other", out_elems
@@ -271,8 +235,9 @@ class GraphRecorder:
     between recordings (`nas.measurements.GraphCache` shares it across networks).
     """
 
-    def __init__(self, weights: Iterable[torch.Tensor], module: nn.Module | None = None,
-                 memo: _Memo | None = None) -> None:
+    def __init__(
+        self, weights: Iterable[torch.Tensor], module: nn.Module | None = None, memo: _Memo | None = None
+    ) -> None:
         tensors = list(weights)
         self._mode = _Recorder({id(t) for t in tensors})
         self._weight_total = sum(int(t.numel()) for t in tensors if t.is_floating_point())
@@ -289,7 +254,8 @@ class GraphRecorder:
         if self._module is not None:
             for m in self._module.modules():
                 if type(m).__dict__.get("graph_memo", False) or any(
-                        c.__dict__.get("graph_memo", False) for c in type(m).__mro__):
+                    c.__dict__.get("graph_memo", False) for c in type(m).__mro__
+                ):
                     m.forward = self._memoized(m, m.forward)  # an instance attribute, removed on exit
                     self._patched.append(m)
         self._normal.__enter__()
@@ -321,8 +287,13 @@ class GraphRecorder:
                 out = torch.zeros(shape, dtype=dtype, device=x.device)
             ids = {x_id: rec._tid(x), out_id: rec._tid(out)}
             for op in ops:
-                rec.ops.append(replace(op, inputs=tuple(ids.setdefault(t, rec.fresh()) for t in op.inputs),
-                                       output=ids.setdefault(op.output, rec.fresh())))
+                rec.ops.append(
+                    replace(
+                        op,
+                        inputs=tuple(ids.setdefault(t, rec.fresh()) for t in op.inputs),
+                        output=ids.setdefault(op.output, rec.fresh()),
+                    )
+                )
             return out
 
         return run
@@ -332,8 +303,9 @@ class GraphRecorder:
         return OperatorGraph(tuple(self._mode.ops), self._weight_total, int(input_elems))
 
 
-def operator_graph(module: nn.Module, input_shape: Iterable[int], dtype: torch.dtype = torch.float32,
-                   memo: _Memo | None = None) -> OperatorGraph:
+def operator_graph(
+    module: nn.Module, input_shape: Iterable[int], dtype: torch.dtype = torch.float32, memo: _Memo | None = None
+) -> OperatorGraph:
     """Record the operators `module` runs in eval mode on one zero input of shape `input_shape` (one
     sample, no batch dimension; e.g. (3, 32, 32)), on the module's own device. The module's
     training flag is restored afterwards; its weights and buffers are not changed (no_grad, eval).

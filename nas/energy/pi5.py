@@ -45,9 +45,7 @@ from nas.hardware import HardwareProfile
 COMMAND = ("vcgencmd", "pmic_read_adc")
 CALL_TIMEOUT_S = 5.0
 # "  VDD_CORE_A current(7)=2.12345678A" / "  VDD_CORE_V volt(15)=0.80000000V"
-LINE = re.compile(
-    r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>\S+?)(?P<unit>[AV])\s*$"
-)
+LINE = re.compile(r"^\s*(?P<rail>\S+)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>\S+?)(?P<unit>[AV])\s*$")
 
 
 def parse_pmic(text: str) -> dict[str, dict[str, float]]:
@@ -90,19 +88,13 @@ def run_pmic(exe: str) -> str:
     """The text `vcgencmd pmic_read_adc` prints, or MeterUnavailable with the reason and the fix."""
     call = f"{exe} {COMMAND[1]}"
     try:
-        done = subprocess.run(
-            [exe, COMMAND[1]], capture_output=True, text=True, timeout=CALL_TIMEOUT_S
-        )
+        done = subprocess.run([exe, COMMAND[1]], capture_output=True, text=True, timeout=CALL_TIMEOUT_S)
     except PermissionError:
-        raise MeterUnavailable(
-            f"Pi 5 PMIC: cannot run {exe} (Permission denied); make it executable"
-        ) from None
+        raise MeterUnavailable(f"Pi 5 PMIC: cannot run {exe} (Permission denied); make it executable") from None
     except FileNotFoundError:
         raise MeterUnavailable(f"Pi 5 PMIC: {exe} disappeared (not found)") from None
     except subprocess.TimeoutExpired:
-        raise MeterUnavailable(
-            f"Pi 5 PMIC: `{call}` did not answer within {CALL_TIMEOUT_S:g} s"
-        ) from None
+        raise MeterUnavailable(f"Pi 5 PMIC: `{call}` did not answer within {CALL_TIMEOUT_S:g} s") from None
     if done.returncode != 0:
         said = " ".join((done.stderr or done.stdout).split())[:200] or "no output"
         hint = ""
@@ -115,9 +107,7 @@ def run_pmic(exe: str) -> str:
     return done.stdout
 
 
-def select_rails(
-    readings: dict[str, dict[str, float]], wanted: tuple[str, ...], call: str
-) -> tuple[str, ...]:
+def select_rails(readings: dict[str, dict[str, float]], wanted: tuple[str, ...], call: str) -> tuple[str, ...]:
     """The rails to sum: `wanted`, or every paired rail; MeterUnavailable naming what is missing."""
     have = paired(readings)
     if not readings:
@@ -127,9 +117,7 @@ def select_rails(
         )
     if not wanted:
         if not have:
-            raise MeterUnavailable(
-                f"Pi 5 PMIC: `{call}` printed no rail with both a current and a voltage"
-            )
+            raise MeterUnavailable(f"Pi 5 PMIC: `{call}` printed no rail with both a current and a voltage")
         return tuple(have)
     missing = [r for r in wanted if r not in have]
     if missing:
@@ -175,9 +163,7 @@ class PmicSensor(SampledPowerSensor):
         readings = parse_pmic(run_pmic(self.exe))
         missing = [r for r in self.rails if r not in readings or len(readings[r]) < 2]
         if missing:
-            raise MeterUnavailable(
-                f"Pi 5 PMIC: `{self.source}` stopped reporting rail(s) {', '.join(missing)}"
-            )
+            raise MeterUnavailable(f"Pi 5 PMIC: `{self.source}` stopped reporting rail(s) {', '.join(missing)}")
         raw = tuple((readings[r]["A"], readings[r]["V"]) for r in self.rails)
         return sum(a * v for a, v in raw), raw
 
@@ -227,11 +213,7 @@ class Pi5Meter(SensorMeter):
             check_board(profile, board_model(sysfs_root()))
             moved, reads, watched = cls.watch(
                 lambda: tuple(
-                    sorted(
-                        (r, tuple(sorted(v.items())))
-                        for r, v in parse_pmic(run_pmic(exe)).items()
-                        if r in rails
-                    )
+                    sorted((r, tuple(sorted(v.items()))) for r, v in parse_pmic(run_pmic(exe)).items() if r in rails)
                 )
             )
             if not moved:
@@ -257,12 +239,8 @@ class Pi5Meter(SensorMeter):
         exe = find_vcgencmd()
         model = board_model(self.root)
         check_board(self.profile, model)
-        rails = select_rails(
-            parse_pmic(run_pmic(exe)), self.profile.sensor.rails, f"{exe} {COMMAND[1]}"
-        )
-        return PmicSensor(
-            exe, rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread
-        )
+        rails = select_rails(parse_pmic(run_pmic(exe)), self.profile.sensor.rails, f"{exe} {COMMAND[1]}")
+        return PmicSensor(exe, rails, model, self.clock, self.profile.sensor.sample_interval_s, self.start_thread)
 
 
 def check_board(profile: HardwareProfile, model: str) -> None:

@@ -123,8 +123,15 @@ class Window:
     duration_s: float
 
 
-def measure_idle(sensor: Sensor, window_s: float, clock: Clock, sleep: Sleep, poll_s: float = IDLE_POLL_S,
-                 number: int = 1, reason: str = "first measurement") -> IdleBaseline:
+def measure_idle(
+    sensor: Sensor,
+    window_s: float,
+    clock: Clock,
+    sleep: Sleep,
+    poll_s: float = IDLE_POLL_S,
+    number: int = 1,
+    reason: str = "first measurement",
+) -> IdleBaseline:
     """Read `sensor` over `window_s` seconds of idle, polling it to see how often it updates.
 
     Raises MeterUnavailable when the sensor does not change at all over the window (stuck).
@@ -186,8 +193,12 @@ def target_window_s(protocol: Protocol, idle: IdleBaseline) -> float:
 
 
 def plan_batches(
-    model: torch.nn.Module, batch: torch.Tensor, target_s: float, min_inferences: int,
-    clock: Clock, sync: Callable[[], None],
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    target_s: float,
+    min_inferences: int,
+    clock: Clock,
+    sync: Callable[[], None],
 ) -> tuple[int, float]:
     """(batches per window, timed seconds per batch): enough batches to last `target_s` and
     hold `min_inferences` inferences, sized from a short timing probe."""
@@ -208,8 +219,14 @@ def plan_batches(
 
 
 def measure_windows(
-    sensor: Sensor, model: torch.nn.Module, batch: torch.Tensor, batches: int, repeats: int,
-    clock: Clock, sync: Callable[[], None], stuck_after_s: float = 0.0,
+    sensor: Sensor,
+    model: torch.nn.Module,
+    batch: torch.Tensor,
+    batches: int,
+    repeats: int,
+    clock: Clock,
+    sync: Callable[[], None],
+    stuck_after_s: float = 0.0,
 ) -> list[Window]:
     """`repeats` windows of `batches` forward passes, the device synchronised at both edges.
 
@@ -236,8 +253,16 @@ def measure_windows(
 
 
 def summarise(
-    sensor: Sensor, workload: Workload, protocol: Protocol, idle: IdleBaseline, windows: list[Window],
-    batches: int, target_s: float, probe_s_per_batch: float, measurement_s: float, idle_measured_now: bool,
+    sensor: Sensor,
+    workload: Workload,
+    protocol: Protocol,
+    idle: IdleBaseline,
+    windows: list[Window],
+    batches: int,
+    target_s: float,
+    probe_s_per_batch: float,
+    measurement_s: float,
+    idle_measured_now: bool,
 ) -> EnergyRecord:
     """The EnergyRecord of a finished protocol run (pure: no measuring here; no guards)."""
     size = workload.batch_size
@@ -279,7 +304,8 @@ def summarise(
             "gross_per_inference_j": gross,
             "net_per_inference_j": net,
             "sensor_updates_per_window": statistics.median(w.duration_s for w in windows) / idle.update_period_s
-            if idle.update_period_s > 0 else None,
+            if idle.update_period_s > 0
+            else None,
             "idle": idle.to_dict(),
             "idle_measured_for_this_record": idle_measured_now,
         },
@@ -287,8 +313,14 @@ def summarise(
 
 
 def run_protocol(
-    sensor: Sensor, workload: Workload, protocol: Protocol, idle: IdleBaseline, clock: Clock,
-    sync: Callable[[], None], started: float | None = None, idle_measured_now: bool = False,
+    sensor: Sensor,
+    workload: Workload,
+    protocol: Protocol,
+    idle: IdleBaseline,
+    clock: Clock,
+    sync: Callable[[], None],
+    started: float | None = None,
+    idle_measured_now: bool = False,
 ) -> EnergyRecord:
     """Warm up, plan the windows, measure them, and summarise (steps 2-5 of the module doc)."""
     started = clock() if started is None else started
@@ -298,20 +330,41 @@ def run_protocol(
     batches, per_batch = plan_batches(model, batch, target, protocol.min_inferences, clock, sync)
     replans = 0
     while True:
-        windows = measure_windows(sensor, model, batch, batches, protocol.repeats, clock, sync,
-                                  stuck_after_s=MIN_UPDATES_PER_WINDOW * idle.update_period_s)
+        windows = measure_windows(
+            sensor,
+            model,
+            batch,
+            batches,
+            protocol.repeats,
+            clock,
+            sync,
+            stuck_after_s=MIN_UPDATES_PER_WINDOW * idle.update_period_s,
+        )
         shortest = min(w.duration_s for w in windows)
         if shortest >= target or shortest <= 0 or replans == MAX_REPLANS:
             break
         # the probe overestimated a batch's time (warm caches, a busy machine): lengthen and redo
         batches = math.ceil(batches * target / shortest * 1.1)
         replans += 1
-    record = summarise(sensor, workload, protocol, idle, windows, batches, target, per_batch,
-                       clock() - started, idle_measured_now)
+    record = summarise(
+        sensor, workload, protocol, idle, windows, batches, target, per_batch, clock() - started, idle_measured_now
+    )
     return replace(record, protocol={**record.protocol, "replanned": replans})
 
 
 __all__ = [
-    "IDLE_POLL_S", "MIN_UPDATES_PER_WINDOW", "Clock", "IdleBaseline", "Sensor", "Sleep", "Window", "measure_idle",
-    "measure_windows", "plan_batches", "run_batches", "run_protocol", "summarise", "target_window_s",
+    "IDLE_POLL_S",
+    "MIN_UPDATES_PER_WINDOW",
+    "Clock",
+    "IdleBaseline",
+    "Sensor",
+    "Sleep",
+    "Window",
+    "measure_idle",
+    "measure_windows",
+    "plan_batches",
+    "run_batches",
+    "run_protocol",
+    "summarise",
+    "target_window_s",
 ]

@@ -217,8 +217,16 @@ class RaplMeter(SensorMeter):
     torch_device: ClassVar[str] = "cpu"
     _probes: ClassVar[dict[tuple[Any, ...], Probe]] = {}
 
-    def __init__(self, profile: HardwareProfile, *, root: str | Path | None = None, cpuinfo: Path = CPUINFO,
-                 clock: Clock | None = None, sleep: Sleep | None = None, start_thread: bool = True) -> None:
+    def __init__(
+        self,
+        profile: HardwareProfile,
+        *,
+        root: str | Path | None = None,
+        cpuinfo: Path = CPUINFO,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+        start_thread: bool = True,
+    ) -> None:
         super().__init__(profile, clock=clock, sleep=sleep)
         self.root = powercap_root(root)
         self.cpuinfo = cpuinfo
@@ -235,8 +243,14 @@ class RaplMeter(SensorMeter):
                 zones = find_packages(root)
                 moved, reads, watched = cls.watch(lambda: tuple(_read_int(z.energy_file) for z in zones))
                 if not moved:
-                    raise stuck("measured:rapl", cpu_model(), ", ".join(str(z.energy_file) for z in zones),
-                                "the probe", watched, reads)
+                    raise stuck(
+                        "measured:rapl",
+                        cpu_model(),
+                        ", ".join(str(z.energy_file) for z in zones),
+                        "the probe",
+                        watched,
+                        reads,
+                    )
                 cls._probes[key] = Probe(True)
             except MeterUnavailable as e:
                 cls._probes[key] = Probe(False, str(e))
@@ -254,8 +268,9 @@ class RaplMeter(SensorMeter):
         model = cpu_model(self.cpuinfo)
         check_device(self.profile, model)
         zones = find_packages(self.root)
-        return RaplSensor(self.root, model, poll_interval_s(zones, self.profile.peak_power_w.value),
-                          start_thread=self.start_thread)
+        return RaplSensor(
+            self.root, model, poll_interval_s(zones, self.profile.peak_power_w.value), start_thread=self.start_thread
+        )
 
 
 def check_device(profile: HardwareProfile, model: str) -> None:

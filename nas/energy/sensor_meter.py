@@ -54,13 +54,9 @@ class SensorMeter(Meter):
     @classmethod
     def watch(cls, read: Callable[[], object]) -> tuple[bool, int, float]:
         """`watch_for_change` with this meter's probe settings: (changed, reads, seconds)."""
-        return watch_for_change(
-            read, cls.probe_watch_s, PROBE_POLL_S, cls.probe_clock, cls.probe_sleep
-        )
+        return watch_for_change(read, cls.probe_watch_s, PROBE_POLL_S, cls.probe_clock, cls.probe_sleep)
 
-    def __init__(
-        self, profile: HardwareProfile, *, clock: Clock | None = None, sleep: Sleep | None = None
-    ) -> None:
+    def __init__(self, profile: HardwareProfile, *, clock: Clock | None = None, sleep: Sleep | None = None) -> None:
         super().__init__(profile)
         self.clock: Clock = clock or time.perf_counter
         self.sleep: Sleep = sleep or time.sleep
@@ -214,11 +210,7 @@ class SensorMeter(Meter):
             self._window = None
             self.device_lock().__exit__(None, None, None)
         energy, duration = e1 - e0, t1 - t0
-        period = (
-            self._idle.update_period_s
-            if self._idle is not None
-            else self.sensor.nominal_update_period_s
-        )
+        period = self._idle.update_period_s if self._idle is not None else self.sensor.nominal_update_period_s
         # a window shorter than 10 updates may legitimately see none; a longer one must
         if not moved(e0, e1, c0, c1) and duration >= MIN_UPDATES_PER_WINDOW * period:
             raise stuck_error(self.sensor, "a window of work (e.g. training)", duration)

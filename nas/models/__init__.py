@@ -93,9 +93,7 @@ class ModelStats:
         return self.params if self.active_params is None else self.active_params
 
 
-def _elementwise_macs(
-    *args: object, out_shape: tuple[int, ...] | None = None, **kwargs: object
-) -> int:
+def _elementwise_macs(*args: object, out_shape: tuple[int, ...] | None = None, **kwargs: object) -> int:
     """FLOPs of a fused multiply-add per output element (two per MAC), for FlopCounterMode."""
     n = 1
     for d in out_shape or ():

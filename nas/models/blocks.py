@@ -59,9 +59,7 @@ class InvertedResidual(nn.Module):
 
     kind = "inverted_residual"
 
-    def __init__(
-        self, in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], expansion: int) -> None:
         super().__init__()
         self.expanded = expansion != 1
         hidden = max(1, in_ch * expansion)
@@ -89,5 +87,10 @@ def inverted_residual(
 
 def activation_spec(required: bool = True) -> ParamSpec:
     """The `activation` parameter of a family: a name from the ACTIVATIONS registry."""
-    return ParamSpec("activation", required=required, values="name", choices=lambda: sorted(ACTIVATIONS),
-                     doc="activation function (" + ", ".join(sorted(ACTIVATIONS)) + ")")
+    return ParamSpec(
+        "activation",
+        required=required,
+        values="name",
+        choices=lambda: sorted(ACTIVATIONS),
+        doc="activation function (" + ", ".join(sorted(ACTIVATIONS)) + ")",
+    )

@@ -117,9 +117,7 @@ class CNN(Family):
     )
     prunable = True
 
-    def build(
-        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
-    ) -> nn.Module:
+    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """Stem - stages - pool - (dropout) - Linear; (N, C, H, W) -> (N, classes)."""
         act = lookup(ACTIVATIONS, "activation", arch.params["activation"])
         mult = float(arch.params.get("width_multiplier", 1.0))
@@ -163,9 +161,7 @@ class CNN(Family):
         stages = []
         for u in arch.units:
             exp = f" e{u['expansion']}" if "expansion" in u else ""
-            stages.append(
-                f"{u['block']}{exp} c{u['channels']} k{u['kernel']} s{u['stride']} x{u['repeats']}"
-            )
+            stages.append(f"{u['block']}{exp} c{u['channels']} k{u['kernel']} s{u['stride']} x{u['repeats']}")
         extras = [str(arch.params.get("activation", ""))]
         if arch.params.get("dropout"):
             extras.append(f"drop{format_value(arch.params['dropout'])}")
@@ -202,11 +198,7 @@ class CNN(Family):
             consumer = blocks[n] if n < len(blocks) else head
             if (prod is not None and skip(prod)) or (consumer != head and skip(consumer)):
                 continue
-            if (
-                consumer != head
-                and layers[consumer].kind == "inverted_residual"
-                and not layers[consumer].expanded
-            ):
+            if consumer != head and layers[consumer].kind == "inverted_residual" and not layers[consumer].expanded:
                 continue  # its depthwise width is tied to its input
             if prod is None:
                 idx = top_indices(_bn_scores(layers[1]), ratio)
@@ -241,9 +233,7 @@ class CNN(Family):
     def reference_networks(self) -> tuple[ReferenceNetwork, ...]:
         """CNNs from a small depthwise one to a wide plain one: MAC-heavy against the MLPs."""
         return (
-            _reference(
-                "cnn-dwsep-small", [("dwsep", 32, 3, 1, 2), ("dwsep", 64, 3, 1, 2)], order=2
-            ),
+            _reference("cnn-dwsep-small", [("dwsep", 32, 3, 1, 2), ("dwsep", 64, 3, 1, 2)], order=2),
             _reference("cnn-conv-mid", [("conv", 32, 3, 2, 1), ("conv", 64, 3, 2, 2)], order=3),
             _reference(
                 "cnn-invres",

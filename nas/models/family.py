@@ -60,9 +60,7 @@ class ParamSpec:
                     return f"unknown {self.name} {v!r} (valid: {', '.join(map(str, valid))})"
         number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
         if self.values == "positive_int":
-            if kind == "float" or any(
-                not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in declared
-            ):
+            if kind == "float" or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in declared):
                 return "expected positive integers"
         elif self.values == "fraction":
             if any(not number(v) or not 0 <= v < 1 for v in declared):
@@ -135,9 +133,7 @@ class Family:
     prunable: bool = False  # whether `prune` is implemented
 
     # ---------------------------------------------------------------- required
-    def build(
-        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
-    ) -> nn.Module:
+    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The float model of `arch` for inputs (C, H, W) and `num_classes` logits.
 
         Raises ConfigError when `arch` cannot be built for this input.
@@ -172,8 +168,7 @@ class Family:
         The default refuses with a ConfigError; families that prune set `prunable` and override.
         """
         raise ConfigError(
-            f"structured pruning is not defined for family {self.name!r} "
-            "(remove prune_ratio from the space)"
+            f"structured pruning is not defined for family {self.name!r} (remove prune_ratio from the space)"
         )
 
     def check_space(self, space: SearchSpace) -> None:

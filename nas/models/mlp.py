@@ -52,9 +52,7 @@ class MLP(Family):
     )
     prunable = True
 
-    def build(
-        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
-    ) -> nn.Module:
+    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """Flatten - (Linear - activation - dropout) per layer - Linear head; (N, C, H, W) -> (N, classes)."""
         act = lookup(ACTIVATIONS, "activation", arch.params["activation"])
         dropout = float(arch.params.get("dropout", 0.0))

@@ -125,9 +125,7 @@ class MoE(Transformer):
     ) -> nn.Module:
         """The layer's mixture of experts."""
         widths = [int(e["width"]) for e in unit["experts"]]
-        return MixtureOfExperts(
-            width, widths, int(unit["top_k"]), str(arch.params["router"]), act, dropout
-        )
+        return MixtureOfExperts(width, widths, int(unit["top_k"]), str(arch.params["router"]), act, dropout)
 
     def unit_label(self, unit: Mapping[str, Any]) -> str:
         """One layer: heads, top-k and the experts' widths, e.g. `h4 top2 e(64,64,128)`."""
@@ -160,9 +158,7 @@ class MoE(Transformer):
                         "pooling": "mean",
                         "router": "softmax",
                     },
-                    "units": [
-                        {"heads": 4, "top_k": 1, "experts": [{"width": 256}] * 8} for _ in range(2)
-                    ],
+                    "units": [{"heads": 4, "top_k": 1, "experts": [{"width": 256}] * 8} for _ in range(2)],
                 },
                 11,
             ),

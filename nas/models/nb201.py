@@ -102,9 +102,7 @@ def format_cell(ops: Sequence[str] | Mapping[str, str]) -> str:
     for op in ops:
         if op not in OPS:
             raise ConfigError(f"unknown NAS-Bench-201 operation {_short(op)} (valid: {', '.join(OPS)})")
-    return "+".join(
-        "|" + "|".join(f"{ops[_edge_index(i, j)]}~{j}" for j in range(i)) + "|" for i in range(1, 4)
-    )
+    return "+".join("|" + "|".join(f"{ops[_edge_index(i, j)]}~{j}" for j in range(i)) + "|" for i in range(1, 4))
 
 
 def architecture_from_cell(text: str, cells_per_stage: int = CELLS_PER_STAGE) -> Architecture:
@@ -230,15 +228,18 @@ class ResNetBasicBlock(nn.Module):
 
 
 class NB201Network(nn.Module):
-    """NAS-Bench-201's macro skeleton around one cell; input (B, C, H, W), output logits (B, classes).
-    """
+    """NAS-Bench-201's macro skeleton around one cell; input (B, C, H, W), output logits (B, classes)."""
 
-    def __init__(self, ops: Sequence[str], in_channels: int, num_classes: int,
-                 channels: int = STEM_CHANNELS, cells_per_stage: int = CELLS_PER_STAGE) -> None:
+    def __init__(
+        self,
+        ops: Sequence[str],
+        in_channels: int,
+        num_classes: int,
+        channels: int = STEM_CHANNELS,
+        cells_per_stage: int = CELLS_PER_STAGE,
+    ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        )
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         layers: list[nn.Module] = []
         c = channels
         for stage in range(3):
@@ -264,8 +265,16 @@ class NB201(Family):
 
     description = "NAS-Bench-201 cell (6 edges x 5 operations) in the benchmark's 3-stage skeleton"
     params = (
-        *(ParamSpec(edge, required=True, values="name", choices=lambda: OPS,
-                    doc=f"operation on edge {edge} ({', '.join(OPS)})") for edge in EDGES),
+        *(
+            ParamSpec(
+                edge,
+                required=True,
+                values="name",
+                choices=lambda: OPS,
+                doc=f"operation on edge {edge} ({', '.join(OPS)})",
+            )
+            for edge in EDGES
+        ),
         PRECISION,
     )
     unit = GroupSpec("cells", (), doc="cells per stage (NAS-Bench-201's N = count); one cell shared by all")

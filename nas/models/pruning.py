@@ -20,9 +20,7 @@ def top_indices(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     return torch.sort(torch.topk(scores, k).indices).values
 
 
-def slice_conv(
-    conv: nn.Conv2d, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None
-) -> nn.Conv2d:
+def slice_conv(conv: nn.Conv2d, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None) -> nn.Conv2d:
     """A copy of `conv` keeping output channels `out_idx` and input channels `in_idx`.
 
     For a depthwise conv (groups == channels) the two index sets are the same channels; other
@@ -79,9 +77,7 @@ def slice_bn(bn: nn.BatchNorm2d, idx: torch.Tensor) -> nn.BatchNorm2d:
     return new
 
 
-def slice_linear(
-    lin: nn.Linear, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None
-) -> nn.Linear:
+def slice_linear(lin: nn.Linear, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None) -> nn.Linear:
     """A copy of `lin` keeping output features `out_idx` and input features `in_idx`."""
     w = lin.weight.detach()
     b = lin.bias.detach() if lin.bias is not None else None

@@ -56,9 +56,7 @@ def _add_family(name: str, obj: Any) -> None:
     if not isinstance(instance, Family):
         raise ConfigError(f"family {name!r}: {obj!r} is not a nas.models.Family")
     if name in FAMILIES and type(FAMILIES[name]) is not type(instance):
-        warnings.warn(
-            f"family {name!r} registered twice; the later registration wins", stacklevel=3
-        )
+        warnings.warn(f"family {name!r} registered twice; the later registration wins", stacklevel=3)
     instance.name = name
     FAMILIES[name] = instance
 
@@ -66,9 +64,7 @@ def _add_family(name: str, obj: Any) -> None:
 def _register_entry_point(name: str, obj: Any) -> None:
     """An entry point names a module (it registers itself) or a Family class / instance."""
     if isinstance(obj, Family) or (isinstance(obj, type) and issubclass(obj, Family)):
-        if name not in FAMILIES or type(FAMILIES[name]) is not (
-            obj if isinstance(obj, type) else type(obj)
-        ):
+        if name not in FAMILIES or type(FAMILIES[name]) is not (obj if isinstance(obj, type) else type(obj)):
             _add_family(name, obj)
     elif name not in FAMILIES:
         raise ConfigError(

@@ -52,9 +52,7 @@ class SelectiveScan(nn.Module):
         self.in_proj = nn.Linear(width, 2 * inner)
         self.x_proj = nn.Linear(inner, self.rank + 2 * state, bias=False)
         self.dt_proj = nn.Linear(self.rank, inner)
-        self.a_log = nn.Parameter(
-            torch.log(torch.arange(1, state + 1, dtype=torch.float32)).repeat(inner, 1)
-        )
+        self.a_log = nn.Parameter(torch.log(torch.arange(1, state + 1, dtype=torch.float32)).repeat(inner, 1))
         self.d = nn.Parameter(torch.ones(inner))
         self.out_proj = nn.Linear(inner, width)
         self.drop = nn.Dropout(dropout)
@@ -100,12 +98,8 @@ class SSM(Family):
     unit = GroupSpec(
         "layers",
         (
-            ParamSpec(
-                "state", required=True, values="positive_int", doc="state size N per channel"
-            ),
-            ParamSpec(
-                "expansion", required=True, values="positive_int", doc="inner channels / width"
-            ),
+            ParamSpec("state", required=True, values="positive_int", doc="state size N per channel"),
+            ParamSpec("expansion", required=True, values="positive_int", doc="inner channels / width"),
         ),
         doc="state-space layers (depth = count)",
     )
@@ -117,24 +111,17 @@ class SSM(Family):
         from nas.models.transformer import _values
 
         if "patches" in _values(space.params, "tokens") and not _values(space.params, "patch_size"):
-            raise ConfigError(
-                f"{space.source}: field 'params.patch_size': is required when tokens may be 'patches'"
-            )
+            raise ConfigError(f"{space.source}: field 'params.patch_size': is required when tokens may be 'patches'")
 
-    def build(
-        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
-    ) -> nn.Module:
+    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The state-space classifier; (N, C, H, W) -> (N, classes). No position embedding: the
         recurrence is ordered."""
         width = int(arch.params["width"])
         dropout = float(arch.params.get("dropout", 0.0))
         blocks = [
-            Block(width, SelectiveScan(width, int(u["state"]), int(u["expansion"]), dropout), None)
-            for u in arch.units
+            Block(width, SelectiveScan(width, int(u["state"]), int(u["expansion"]), dropout), None) for u in arch.units
         ]
-        return SequenceClassifier(
-            input_shape, arch.params, blocks, width, num_classes, positions=False
-        )
+        return SequenceClassifier(input_shape, arch.params, blocks, width, num_classes, positions=False)
 
     def label(self, arch: Architecture) -> str:
         """E.g. `ssm rows w64 [n16 e2, n8 e2] mean`: every genotype value appears."""

@@ -35,9 +35,7 @@ PATCH_SIZE = ParamSpec(
 def token_layout(arch_params: dict, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(number of tokens, values per token, patch size or 0) for `input_shape` (C, H, W)."""
     if len(input_shape) != 3:
-        raise ConfigError(
-            f"sequence families need image inputs (C, H, W), got shape {tuple(input_shape)}"
-        )
+        raise ConfigError(f"sequence families need image inputs (C, H, W), got shape {tuple(input_shape)}")
     c, h, w = input_shape
     mode = arch_params.get("tokens", "rows")
     if mode == "rows":

@@ -34,9 +34,7 @@ from nas.models.tokens import PATCH_SIZE, TOKENS, Tokenize, token_layout
 
 SEQUENCE_PRECISIONS = ("fp32", "bf16", "fp16")  # FX int8 does not quantize attention's matmuls
 
-WIDTH = ParamSpec(
-    "width", required=True, values="positive_int", doc="model width (embedding size of every token)"
-)
+WIDTH = ParamSpec("width", required=True, values="positive_int", doc="model width (embedding size of every token)")
 POOLING = ParamSpec(
     "pooling",
     required=True,
@@ -92,9 +90,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, width: int, hidden: int, act: type[nn.Module], dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(width, hidden), act(), nn.Dropout(dropout), nn.Linear(hidden, width)
-        )
+        self.net = nn.Sequential(nn.Linear(width, hidden), act(), nn.Dropout(dropout), nn.Linear(hidden, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, T, width) -> (N, T, width)."""
@@ -200,9 +196,7 @@ class Transformer(Family):
                 values="positive_int",
                 doc="attention heads (must divide width)",
             ),
-            ParamSpec(
-                "mlp_ratio", required=True, values="positive", doc="MLP hidden width / model width"
-            ),
+            ParamSpec("mlp_ratio", required=True, values="positive", doc="MLP hidden width / model width"),
         ),
         doc="encoder layers (depth = count)",
     )
@@ -220,9 +214,7 @@ class Transformer(Family):
                         "(choose widths that every head count divides)"
                     )
         if "patches" in _values(space.params, "tokens") and not _values(space.params, "patch_size"):
-            raise ConfigError(
-                f"{space.source}: field 'params.patch_size': is required when tokens may be 'patches'"
-            )
+            raise ConfigError(f"{space.source}: field 'params.patch_size': is required when tokens may be 'patches'")
 
     def ffn(
         self,
@@ -236,9 +228,7 @@ class Transformer(Family):
         hidden = max(1, int(round(width * float(unit["mlp_ratio"]))))
         return FeedForward(width, hidden, act, dropout)
 
-    def build(
-        self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int
-    ) -> nn.Module:
+    def build(self, arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         """The encoder classifier; (N, C, H, W) -> (N, classes). ConfigError if heads do not divide width."""
         width = int(arch.params["width"])
         act = lookup(ACTIVATIONS, "activation", arch.params.get("activation", "gelu"))

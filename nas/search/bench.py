@@ -60,8 +60,14 @@ def build_table(settings: SearchSettings, out: str | Path) -> Table:
     if failed:
         raise RunError(f"{failed} architectures failed to evaluate; a table must be complete")
     table = Table(ctx.space_doc, ctx.profile_doc, ctx.resolved(), rows, time.perf_counter() - t0)
-    doc = {"version": TABLE_VERSION, "space": table.space_doc, "profile": table.profile_doc,
-           "settings": table.settings, "build_s": table.build_s, "rows": rows}
+    doc = {
+        "version": TABLE_VERSION,
+        "space": table.space_doc,
+        "profile": table.profile_doc,
+        "settings": table.settings,
+        "build_s": table.build_s,
+        "rows": rows,
+    }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(out), doc)
     return table

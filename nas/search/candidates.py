@@ -47,8 +47,9 @@ class RandomTrial:
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
         """One of low, low + step, ..., high, uniformly."""
         values = range(low, high + 1, step)
-        return self._keep(name, IntDistribution(low, high, log=log, step=step),
-                          values[int(self.rng.integers(len(values)))])
+        return self._keep(
+            name, IntDistribution(low, high, log=log, step=step), values[int(self.rng.integers(len(values)))]
+        )
 
     def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
         """A value on the step grid (rounded as nas.tabular enumerates it), or uniform (log-uniform) in [low, high]."""
@@ -94,8 +95,9 @@ def space_distributions(space: Any) -> dict[str, BaseDistribution]:
     return out
 
 
-def for_space(space: Any, cheap: Callable[[dict[str, Any]], float | None], seed: int | None = None,
-              **kwargs: Any) -> MeasureFirstSampler:
+def for_space(
+    space: Any, cheap: Callable[[dict[str, Any]], float | None], seed: int | None = None, **kwargs: Any
+) -> MeasureFirstSampler:
     """A measure-first sampler over a nas.config.SearchSpace; `cheap` maps Optuna params to energy
     per inference (J) or None (not trainable); `kwargs` go to MeasureFirstSampler."""
     from nas.space import sample
@@ -196,8 +198,14 @@ def search_sampler(ctx: Any, seed: int) -> MeasureFirstSampler:
     return table_sampler(ctx.space, rows, cheap_energy(ctx), seed, **where)
 
 
-def table_sampler(space: Any, rows: Sequence[Mapping[str, Any]], cheap: Callable[[dict[str, Any]], float | None],
-                  seed: int, whole_up_to: int = 2000, **kwargs: Any) -> MeasureFirstSampler:
+def table_sampler(
+    space: Any,
+    rows: Sequence[Mapping[str, Any]],
+    cheap: Callable[[dict[str, Any]], float | None],
+    seed: int,
+    whole_up_to: int = 2000,
+    **kwargs: Any,
+) -> MeasureFirstSampler:
     """A measure-first sampler replaying a table: its candidates are the table's rows.
 
     Tables of up to `whole_up_to` rows are scored whole at every trial. Larger ones through a pool
@@ -219,9 +227,16 @@ def table_sampler(space: Any, rows: Sequence[Mapping[str, Any]], cheap: Callable
         return dict(rows[int(rng.integers(len(rows)))])
 
     whole = len(rows) <= whole_up_to
-    return MeasureFirstSampler(space_distributions(space), propose, cheap, seed=seed,
-                               n_candidates=len(rows) if whole else 1000, n_fresh=0 if whole else None,
-                               pool=rows if whole else None, **kwargs)
+    return MeasureFirstSampler(
+        space_distributions(space),
+        propose,
+        cheap,
+        seed=seed,
+        n_candidates=len(rows) if whole else 1000,
+        n_fresh=0 if whole else None,
+        pool=rows if whole else None,
+        **kwargs,
+    )
 
 
 __all__ = ["RandomTrial", "cheap_energy", "for_space", "search_sampler", "space_distributions", "table_sampler"]

@@ -104,8 +104,15 @@ def _table_context(settings: SearchSettings) -> SearchContext:
     table = load_table(settings.table)
     t = table.settings
     settings = replace(
-        settings, space=t["space"], profile=t["profile"], dataset=t["dataset"], epochs=t["epochs"],
-        batch_size=t["batch_size"], lr=t["lr"], split_seed=t["split_seed"], allow_estimate=t["allow_estimate"],
+        settings,
+        space=t["space"],
+        profile=t["profile"],
+        dataset=t["dataset"],
+        epochs=t["epochs"],
+        batch_size=t["batch_size"],
+        lr=t["lr"],
+        split_seed=t["split_seed"],
+        allow_estimate=t["allow_estimate"],
         objectives=tuple(o for o in settings.objectives if o in t["objectives"]) or tuple(t["objectives"]),
     )
     space = parse_space(table.space_doc, f"{settings.table} (table space)", t["space"])
@@ -118,7 +125,11 @@ def _table_context(settings: SearchSettings) -> SearchContext:
 
 
 def _context(
-    settings: SearchSettings, space: SearchSpace, space_doc: Any, profile: HardwareProfile, profile_doc: Any,
+    settings: SearchSettings,
+    space: SearchSpace,
+    space_doc: Any,
+    profile: HardwareProfile,
+    profile_doc: Any,
     data: Dataset | None = None,
 ) -> SearchContext:
     objectives = parse_objectives(settings.objectives)
@@ -132,8 +143,9 @@ def _context(
     # a remote measurer measures the profile's own device, whatever this machine's meter is
     measured_on = ("cuda" if profile.device_kind == "gpu" else "cpu") if settings.measure_remote else meter.torch_device
     check_precisions(space, profile, meter, measured_on)
-    return SearchContext(settings, space, space_doc, profile, profile_doc, data, objectives, meter,
-                         train_device=train_device)
+    return SearchContext(
+        settings, space, space_doc, profile, profile_doc, data, objectives, meter, train_device=train_device
+    )
 
 
 def resolve_train_device(name: str) -> torch.device:

@@ -63,7 +63,9 @@ class Progress:
         if enabled:  # the front size is only shown on the bar
             for r in trial_records(study, ctx.objectives):
                 self._add(r)
-            self.bar = tqdm(total=ctx.settings.trials, initial=min(self.done, ctx.settings.trials), unit="trial", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=ctx.settings.trials, initial=min(self.done, ctx.settings.trials), unit="trial", dynamic_ncols=True
+            )
             self._postfix()
 
     def _add(self, r: TrialRecord) -> None:
@@ -106,9 +108,15 @@ class Progress:
             rec = TrialRecord(
                 number=trial.number,
                 values={o.name: v for o, v in zip(self.ctx.objectives, trial.values, strict=True)},
-                accuracy=trial.values[0], test_accuracy=None,
-                energy_per_inference_j=trial.values[1], energy_method="", latency_s=None,
-                params=0, macs=0, architecture={}, feasible=all(c <= 0 for c in trial.constraints.values()),
+                accuracy=trial.values[0],
+                test_accuracy=None,
+                energy_per_inference_j=trial.values[1],
+                energy_method="",
+                latency_s=None,
+                params=0,
+                macs=0,
+                architecture={},
+                feasible=all(c <= 0 for c in trial.constraints.values()),
                 attrs={DUPLICATE_ATTR: True} if DUPLICATE_ATTR in trial.user_attrs else {},
             )
             self._add(rec)
@@ -124,9 +132,7 @@ class Progress:
             self.bar.close()
 
 
-def optimize(
-    ctx: SearchContext, study: optuna.Study, run: RunFolder | None, worker_index: int = 0
-) -> SearchResult:
+def optimize(ctx: SearchContext, study: optuna.Study, run: RunFolder | None, worker_index: int = 0) -> SearchResult:
     """Run trials until the study has enough complete trials, then write the results.
 
     `worker_index` tells workers of one study apart: each draws from its own sampler seed.
@@ -184,9 +190,16 @@ def finish(
     if not interrupted and new and not records and all(t.state == optuna.trial.TrialState.FAIL for t in new):
         raise_all_failed(new, failed, run)
     return SearchResult(
-        run=run, study_name=study.study_name, complete=len(records), failed=dict(failed), front=front,
-        objectives=ctx.objectives, meter_method=_meter_method(records, ctx), new_trials=len(trials) - before,
-        wall_s=wall, interrupted=interrupted,
+        run=run,
+        study_name=study.study_name,
+        complete=len(records),
+        failed=dict(failed),
+        front=front,
+        objectives=ctx.objectives,
+        meter_method=_meter_method(records, ctx),
+        new_trials=len(trials) - before,
+        wall_s=wall,
+        interrupted=interrupted,
         savings=savings_summary(t.user_attrs for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
     )
 
@@ -216,11 +229,16 @@ def write_run_json(run: RunFolder, ctx: SearchContext, study: optuna.Study, stat
             "space": ctx.space.to_dict(),
             "profile": ctx.profile_doc,
             "dataset": ctx.data.describe(),
-            "meter": {"backend": ctx.meter.name, "profile_meter": ctx.profile.meter,
-                      "estimated": ctx.meter.name == "estimate"},
+            "meter": {
+                "backend": ctx.meter.name,
+                "profile_meter": ctx.profile.meter,
+                "estimated": ctx.meter.name == "estimate",
+            },
             "runtime": ctx.profile.runtime.to_dict(),
             "versions": {
-                "python": platform.python_version(), "torch": torch.__version__, "optuna": optuna.__version__,
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "optuna": optuna.__version__,
                 # from the installed metadata: importing scikit-learn and matplotlib costs about 1 s
                 **{name: _dist_version(name) for name in ("numpy", "scikit-learn", "matplotlib")},
                 "energy-nas": _own_version(),
@@ -243,7 +261,11 @@ def raise_all_failed(new: list[optuna.trial.FrozenTrial], failed: dict[str, int]
     (a dataset no model can train on, a profile no model fits), not bad luck; say why and exit non-zero."""
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(failed.items()))
     first = next((t for t in new if t.user_attrs.get("fail_message")), None)
-    why = f"; trial {first.number}: {(str(first.user_attrs['fail_message']).splitlines() or [''])[0][:200]}" if first else ""
+    why = (
+        f"; trial {first.number}: {(str(first.user_attrs['fail_message']).splitlines() or [''])[0][:200]}"
+        if first
+        else ""
+    )
     where = f" (run folder {run.path} kept; rerun with the cause fixed)" if run is not None else ""
     raise RunError(f"all {len(new)} trials failed ({reasons}){why}{where}")
 

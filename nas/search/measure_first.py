@@ -143,17 +143,18 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         """Every parameter of the space (conditional ones included): the whole genotype is relative."""
         return dict(self.distributions)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         """A random value: only parameters outside `distributions` come here (a changed space)."""
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
-    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
-                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
         """The genotype to train ({} when no feasible untried candidate is left: Optuna then draws
         at random), stored at once with the trial (CHOSEN_ATTR) so other workers exclude it."""
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
-                                                          TrialState.WAITING))
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))
         done: list[FrozenTrial] = []
         busy: list[dict[str, Any]] = []
         for t in trials:
@@ -217,8 +218,11 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         rng = np.random.default_rng([self.seed, 2, number])
         # the surrogate learns from feasible complete trials of the space (over-budget ones were
         # never trained: their recorded accuracy is a placeholder)
-        train = [t for t in done if _feasible(t) and set(t.params) <= set(self.distributions)
-                 and self._energy_of(t.params) is not None]
+        train = [
+            t
+            for t in done
+            if _feasible(t) and set(t.params) <= set(self.distributions) and self._energy_of(t.params) is not None
+        ]
         started = len(train) + len(busy)
         if started < self.n_startup_trials or len(train) < 2:
             # start-up: uniform over the pool, or energy-stratified (the k-th start-up trial draws from
@@ -226,7 +230,7 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
             n = max(1, self.n_startup_trials)
             band = int(np.random.default_rng([self.seed, 3]).permutation(n)[started % n])
             order = np.argsort(energy, kind="stable")
-            members = order[band * len(order) // n:(band + 1) * len(order) // n]
+            members = order[band * len(order) // n : (band + 1) * len(order) // n]
             if self.startup == "uniform" or not len(members):
                 members = order
             i = int(members[rng.integers(len(members))])
@@ -241,7 +245,7 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         top = 1.1 * max(float(energy.max()), float(e_train.max()))
         ref_acc = min(0.0, float(y.min()))
         ehvi = np.zeros(len(pool))
-        for axis in (("linear", "log") if self.energy_axis == "both" else (self.energy_axis,)):
+        for axis in ("linear", "log") if self.energy_axis == "both" else (self.energy_axis,):
             tx = np.log10 if axis == "log" else (lambda v: v)
             front = np.column_stack([front_acc, tx(front_e)])
             gain = expected_hvi(mu, sigma, tx(energy), front, (ref_acc, float(tx(top))))
@@ -251,8 +255,13 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         best = int(np.argmax(ehvi))
         if not ehvi[best] > 0:  # the surrogate sees nothing to gain: explore
             best = int(rng.integers(len(pool)))
-        self.last_choice = {"reason": "ehvi", "candidates": len(pool), "ehvi": float(ehvi[best]),
-                            "mu": float(mu[best]), "sigma": float(sigma[best])}
+        self.last_choice = {
+            "reason": "ehvi",
+            "candidates": len(pool),
+            "ehvi": float(ehvi[best]),
+            "mu": float(mu[best]),
+            "sigma": float(sigma[best]),
+        }
         return pool[best]
 
     def _features(self, genotypes: Sequence[Mapping[str, Any]], energy: np.ndarray) -> np.ndarray:
@@ -287,8 +296,13 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
     def _predict_forest(self, xs, e_train, y, pool, energy, busy, number):
         from sklearn.ensemble import ExtraTreesRegressor
 
-        forest = ExtraTreesRegressor(n_estimators=self.n_estimators, bootstrap=True, min_samples_leaf=1,
-                                     random_state=(self.seed * 7919 + number) % (2**31), n_jobs=1)
+        forest = ExtraTreesRegressor(
+            n_estimators=self.n_estimators,
+            bootstrap=True,
+            min_samples_leaf=1,
+            random_state=(self.seed * 7919 + number) % (2**31),
+            n_jobs=1,
+        )
         # the trees split on squared error: a few broken candidates (CIFAR-100 cells with 1% accuracy)
         # would take every split; lifted to the lower quantile they stay "bad" and stop dominating
         y_fit = np.maximum(y, np.quantile(y, self.floor_quantile)) if self.floor_quantile else y

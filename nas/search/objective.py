@@ -46,7 +46,11 @@ class TrialObjective:
         self._queue: MeasureQueue | None = None  # opened on the first remote measurement
 
     def _over_budget(
-        self, trial: optuna.Trial, attrs: dict[str, Any], full_stats: ModelStats, phases: dict[str, float],
+        self,
+        trial: optuna.Trial,
+        attrs: dict[str, Any],
+        full_stats: ModelStats,
+        phases: dict[str, float],
         lap: Callable[[str], None],
     ) -> tuple[float, ...]:
         """Record an over-budget candidate as infeasible without training it."""
@@ -55,13 +59,23 @@ class TrialObjective:
         would_cost = EstimateMeter(ctx.profile).estimate_work(
             training_work(full_stats, TrainResult(s.epochs, samples, 0.0, False, 0.0), s.batch_size)
         )
-        attrs = {**attrs, "over_budget": True, "val_accuracy": 0.0, "test_accuracy": None,
-                 "training_saved_j": would_cost.energy_j, "training_saved_method": would_cost.method}
+        attrs = {
+            **attrs,
+            "over_budget": True,
+            "val_accuracy": 0.0,
+            "test_accuracy": None,
+            "training_saved_j": would_cost.energy_j,
+            "training_saved_method": would_cost.method,
+        }
         set_user_attrs(trial, attrs)
         lap("store")
         trial.set_user_attr("phases_s", phases)
-        values = {"accuracy": 0.0, "energy": attrs["energy_per_inference_j"], "latency": attrs["latency_s"],
-                  "params": float(attrs["params"])}
+        values = {
+            "accuracy": 0.0,
+            "energy": attrs["energy_per_inference_j"],
+            "latency": attrs["latency_s"],
+            "params": float(attrs["params"]),
+        }
         return tuple(values[o.name] for o in ctx.objectives)
 
     def _measure_remote(self, trial: optuna.Trial, payload: dict[str, Any]) -> tuple[EnergyRecord, dict[str, Any]]:
@@ -84,7 +98,9 @@ class TrialObjective:
             self._queue.withdraw(trial._trial_id, "the trainer was interrupted")
             raise
         trial.set_user_attr(STATE_ATTR, "done")
-        return EnergyRecord.from_dict(result["energy"]), {k: result[k] for k in ("host", "measurer", "device", "runtime", "sensor")}
+        return EnergyRecord.from_dict(result["energy"]), {
+            k: result[k] for k in ("host", "measurer", "device", "runtime", "sensor")
+        }
 
     def _early_stop_hook(self, energy_j: float, history: list[float]) -> Callable[[int, torch.nn.Module], bool]:
         finished = [
@@ -166,14 +182,26 @@ class TrialObjective:
         # target device (nas.remote), which rebuilds it from the same genotype and seed.
         measured_by: dict[str, Any] | None = None
         if s.measure_remote:
-            stats = model_stats(prune(model, arch.family, prune_ratio), ctx.data.input_shape) if prune_ratio else full_stats
+            stats = (
+                model_stats(prune(model, arch.family, prune_ratio), ctx.data.input_shape) if prune_ratio else full_stats
+            )
             lap("build")
-            record, measured_by = self._measure_remote(trial, candidate_payload(arch.to_dict(), seed, precision, prune_ratio))
+            record, measured_by = self._measure_remote(
+                trial, candidate_payload(arch.to_dict(), seed, precision, prune_ratio)
+            )
         else:
             deployment = deploy(
-                model, precision, calibration, ctx.device, input_shape=ctx.data.input_shape, family=arch.family,
-                prune_ratio=prune_ratio, stats=None if prune_ratio else full_stats, runtime=ctx.profile.runtime,
-                threads=s.threads, example=inference_batch(ctx.data, ctx.profile.batch_size, torch.device("cpu")),
+                model,
+                precision,
+                calibration,
+                ctx.device,
+                input_shape=ctx.data.input_shape,
+                family=arch.family,
+                prune_ratio=prune_ratio,
+                stats=None if prune_ratio else full_stats,
+                runtime=ctx.profile.runtime,
+                threads=s.threads,
+                example=inference_batch(ctx.data, ctx.profile.batch_size, torch.device("cpu")),
                 run_in_runtime=ctx.meter.runs_workload,
             )
             stats = deployment.stats
@@ -181,11 +209,20 @@ class TrialObjective:
             record = measure_on(ctx.meter, deployment, ctx.data, ctx.profile)
         lap("measure")
         base_attrs = {
-            "architecture": arch.to_dict(), "arch": architecture_label(arch), "params": stats.params, "macs": stats.macs,
-            "precision": precision, "prune_ratio": prune_ratio,
-            "energy_per_inference_j": record.energy_per_inference_j, "energy_method": record.method,
-            "latency_s": record.latency_s, "energy": record.to_dict(), "seed": seed, "host": ctx.host,
-            "device": record.device_name, "runtime": record.runtime.get("name"),
+            "architecture": arch.to_dict(),
+            "arch": architecture_label(arch),
+            "params": stats.params,
+            "macs": stats.macs,
+            "precision": precision,
+            "prune_ratio": prune_ratio,
+            "energy_per_inference_j": record.energy_per_inference_j,
+            "energy_method": record.method,
+            "latency_s": record.latency_s,
+            "energy": record.to_dict(),
+            "seed": seed,
+            "host": ctx.host,
+            "device": record.device_name,
+            "runtime": record.runtime.get("name"),
         }
         if measured_by is not None:
             base_attrs["measured_by"] = measured_by
@@ -204,19 +241,31 @@ class TrialObjective:
             on_epoch = ctx.progress.epoch_hook(trial.number, s.epochs - finetune, on_epoch)
         meter = ctx.training_meter()
         meter.begin_window()
-        result = train(model, ctx.data, TrainConfig(s.epochs - finetune, s.batch_size, s.lr, seed), ctx.train_device, on_epoch)
+        result = train(
+            model, ctx.data, TrainConfig(s.epochs - finetune, s.batch_size, s.lr, seed), ctx.train_device, on_epoch
+        )
         work = training_work(full_stats, result, s.batch_size)
         if prune_ratio:
             model = prune(model, arch.family, prune_ratio)
-            tuned = train(model, ctx.data, TrainConfig(finetune, s.batch_size, s.lr, seed + 1), ctx.train_device) if finetune else None
+            tuned = (
+                train(model, ctx.data, TrainConfig(finetune, s.batch_size, s.lr, seed + 1), ctx.train_device)
+                if finetune
+                else None
+            )
             if tuned is not None:
                 work = add_work(work, training_work(stats, tuned, s.batch_size))
-                result = replace(result, epochs_done=result.epochs_done + tuned.epochs_done,
-                                 samples_seen=result.samples_seen + tuned.samples_seen,
-                                 final_loss=tuned.final_loss, duration_s=result.duration_s + tuned.duration_s)
+                result = replace(
+                    result,
+                    epochs_done=result.epochs_done + tuned.epochs_done,
+                    samples_seen=result.samples_seen + tuned.samples_seen,
+                    final_loss=tuned.final_loss,
+                    duration_s=result.duration_s + tuned.duration_s,
+                )
         reading = meter.end_window(work)
         lap("train")
-        deployed = deploy(model, precision, calibration, ctx.device, input_shape=ctx.data.input_shape, stats=stats).model
+        deployed = deploy(
+            model, precision, calibration, ctx.device, input_shape=ctx.data.input_shape, stats=stats
+        ).model
         val_acc = accuracy(deployed, ctx.data.x_val, ctx.data.y_val)
         test_acc = accuracy(deployed, ctx.data.x_test, ctx.data.y_test)
         lap("evaluate")

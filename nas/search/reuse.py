@@ -66,8 +66,13 @@ def reuse(trial: optuna.Trial, objective_names: Sequence[str]) -> tuple[float, .
     attrs = {k: v for k, v in twin.user_attrs.items() if k not in _NOT_COPIED}
     training = attrs.get("training")
     if isinstance(training, dict):
-        attrs["training"] = {**training, "energy_j": 0.0, "net_energy_j": None, "duration_s": 0.0,
-                             "reused_energy_j": training.get("energy_j")}
+        attrs["training"] = {
+            **training,
+            "energy_j": 0.0,
+            "net_energy_j": None,
+            "duration_s": 0.0,
+            "reused_energy_j": training.get("energy_j"),
+        }
     attrs[DUPLICATE_ATTR] = twin.number
     for name, value in twin.constraints.items():
         trial.set_constraint(name, value)

@@ -82,8 +82,12 @@ def _foreign_files(run: RunFolder, url: str) -> list[str]:
     (its creation lock, WAL and shared-memory files): those of another process creating the study."""
     db = sqlite_path(url)
     ours = db.name if db is not None and db.parent.resolve() == run.path.resolve() else None
-    return [p.name for p in run.path.iterdir() if (ours is None or not p.name.startswith(ours))
-            and not (p.name == "artifacts" and p.is_dir() and not any(p.iterdir()))]  # a start killed early
+    return [
+        p.name
+        for p in run.path.iterdir()
+        if (ours is None or not p.name.startswith(ours))
+        and not (p.name == "artifacts" and p.is_dir() and not any(p.iterdir()))
+    ]  # a start killed early
 
 
 def _check_one_study(run: RunFolder, storage: optuna.storages.BaseStorage, name: str) -> None:

@@ -68,14 +68,19 @@ class SearchSettings:
     """
 
     space: str = option("mlp", "--space", "Search space: a shipped name (`nas spaces list`) or a YAML path.")
-    profile: str = option("cpu-host", "--profile", "Hardware profile: a shipped name (`nas profiles list`) or a YAML path.")
+    profile: str = option(
+        "cpu-host", "--profile", "Hardware profile: a shipped name (`nas profiles list`) or a YAML path."
+    )
     dataset: str = option("digits", "--dataset", "digits, mnist5k, or npz:PATH.")
     trials: int = option(20, "--trials", "Complete trials the study should reach in total.")
     timeout_s: float | None = option(None, "--timeout", "Stop after this many seconds.")
     epochs: int = option(3, "--epochs", "Training epochs per candidate.")
     sampler: str = option(
-        "tpe", "--sampler",
-        "Sampler: " + ", ".join(sampler_names()) + " (measure-first: energy known before training; docs/benchmarks.md).",
+        "tpe",
+        "--sampler",
+        "Sampler: "
+        + ", ".join(sampler_names())
+        + " (measure-first: energy known before training; docs/benchmarks.md).",
     )
     objectives: tuple[str, ...] = option(
         ("accuracy", "energy"), "--objectives", "Comma list; accuracy and energy always, plus latency and/or params."
@@ -91,16 +96,21 @@ class SearchSettings:
     lr: float = option(3e-3, "--lr", "Adam learning rate of each candidate's training.")
     split_seed: int = option(0, "--split-seed", "Seed of the dataset's train/validation/test split.")
     allow_estimate: bool = option(
-        False, "--allow-estimate", "If the profile's sensor is absent, use its analytical estimate (labelled 'estimated')."
+        False,
+        "--allow-estimate",
+        "If the profile's sensor is absent, use its analytical estimate (labelled 'estimated').",
     )
     energy_budget_j: float | None = option(
-        None, "--energy-budget",
+        None,
+        "--energy-budget",
         "Energy per inference limit in J: candidates over it are measured, marked infeasible, and not trained.",
     )
     latency_budget_s: float | None = option(
         None, "--latency-budget", "Latency per batch limit in s, checked before training like --energy-budget."
     )
-    early_stop: bool = option(False, "--early-stop", "Stop training candidates dominated at the same epoch by finished trials.")
+    early_stop: bool = option(
+        False, "--early-stop", "Stop training candidates dominated at the same epoch by finished trials."
+    )
     early_stop_k: int = option(3, "--early-stop-k", "How many finished trials must dominate to stop.")
     table: str | None = option(
         None, "--table", "Replay evaluations from a `nas bench build` table (no training; for sampler benchmarks)."
@@ -108,18 +118,24 @@ class SearchSettings:
     progress: bool = False  # a progress bar on stderr (the CLI's --quiet turns it off)
     workers: int = option(1, "--workers", "Worker processes on this machine, sharing the study.")
     share_device: bool = option(
-        False, "--share-device", "Allow more workers than measured devices (their loads then mix in each other's readings)."
+        False,
+        "--share-device",
+        "Allow more workers than measured devices (their loads then mix in each other's readings).",
     )
     train_device: str = option(
-        "auto", "--train-device",
+        "auto",
+        "--train-device",
         "Where candidates train: cpu, cuda, or auto (CUDA where present); independent of the profile's measured device.",
     )
     measure_remote: bool = option(
-        False, "--measure-remote",
+        False,
+        "--measure-remote",
         "Leave measuring to `nas worker --measure-only` on the target device (trainers and measurers share --storage).",
     )
     measure_timeout_s: float = option(
-        600.0, "--measure-timeout", "With --measure-remote: fail a candidate whose measurement has not arrived after this many seconds."
+        600.0,
+        "--measure-timeout",
+        "With --measure-remote: fail a candidate whose measurement has not arrived after this many seconds.",
     )
 
     def validate(self) -> None:
@@ -136,7 +152,9 @@ class SearchSettings:
             raise ConfigError(f"--workers: expected an integer >= 1, got {self.workers}")
         cap = max_workers()
         if self.workers > cap:
-            raise ConfigError(f"--workers: expected at most {cap} (4 x the {os.cpu_count() or 1} CPUs here), got {self.workers}")
+            raise ConfigError(
+                f"--workers: expected at most {cap} (4 x the {os.cpu_count() or 1} CPUs here), got {self.workers}"
+            )
         if self.sampler not in SAMPLERS and self.sampler not in CONTEXT_SAMPLERS:
             raise ConfigError(f"unknown sampler {self.sampler!r} (valid: {', '.join(sampler_names())})")
         for flag, value in (("--energy-budget", self.energy_budget_j), ("--latency-budget", self.latency_budget_s)):
@@ -172,7 +190,8 @@ class WorkerSettings:
     """
 
     storage: str = option(
-        flag="--storage", help="The study's storage URL (or set NAS_STORAGE, which keeps a password off the command line)."
+        flag="--storage",
+        help="The study's storage URL (or set NAS_STORAGE, which keeps a password off the command line).",
     )
     study_name: str | None = option(None, "--study", "Study name (needed when the storage holds several).")
     threads: int | None = option(None, "--threads", "torch CPU threads (default: the study's).")
@@ -188,7 +207,8 @@ class WorkerSettings:
     )
     # `nas worker --measure-only` (nas.measurer): measure for trainers elsewhere, train nothing
     measure_only: bool = option(
-        False, "--measure-only",
+        False,
+        "--measure-only",
         "Train nothing: measure the candidates that trainers of a --measure-remote study queue, with this "
         "machine's sensor in the profile's runtime.",
     )
@@ -196,7 +216,8 @@ class WorkerSettings:
         False, "--allow-estimate", "With --measure-only: where the sensor is absent, estimate (labelled 'estimated')."
     )
     claim_grace_s: float | None = option(
-        None, "--claim-grace",
+        None,
+        "--claim-grace",
         "With --measure-only: take over another measurer's claim after this many seconds without its heartbeat (default 60).",
     )
 
@@ -214,12 +235,19 @@ class WorkerSettings:
         if self.claim_grace_s is not None and not self.claim_grace_s > 0:
             raise ConfigError(f"--claim-grace: expected seconds > 0, got {self.claim_grace_s}")
         if self.measure_only:
-            for flag, name in (("--trials", "trials"), ("--artifact-dir", "artifact_dir"),
-                               ("--train-device", "train_device"), ("--worker-index", "worker_index")):
+            for flag, name in (
+                ("--trials", "trials"),
+                ("--artifact-dir", "artifact_dir"),
+                ("--train-device", "train_device"),
+                ("--worker-index", "worker_index"),
+            ):
                 if getattr(self, name) is not None:
                     raise ConfigError(f"{flag} does not apply to --measure-only (a measurer trains nothing)")
         else:
-            for flag, value in (("--allow-estimate", self.allow_estimate or None), ("--claim-grace", self.claim_grace_s)):
+            for flag, value in (
+                ("--allow-estimate", self.allow_estimate or None),
+                ("--claim-grace", self.claim_grace_s),
+            ):
                 if value is not None:
                     raise ConfigError(f"{flag} only applies to --measure-only")
 
@@ -229,7 +257,18 @@ TRAIN_DEVICES = ("cpu", "cuda", "auto")  # --train-device values
 
 # The settings that define what a trial's numbers mean: a study resumed with different values
 # would mix incomparable trials, so resuming with them changed is refused.
-FINGERPRINT = ("space", "profile", "dataset", "objectives", "epochs", "batch_size", "lr", "split_seed", "meter", "table")
+FINGERPRINT = (
+    "space",
+    "profile",
+    "dataset",
+    "objectives",
+    "epochs",
+    "batch_size",
+    "lr",
+    "split_seed",
+    "meter",
+    "table",
+)
 
 
 # Where a search writes and under which name: a rerun chooses its own.
@@ -259,6 +298,14 @@ def search_arguments(stored: Mapping[str, Any]) -> list[str]:
 
 
 __all__ = [
-    "CONTEXT_SAMPLERS", "FINGERPRINT", "NOT_REPRODUCED", "SAMPLERS", "TRAIN_DEVICES", "SearchSettings", "WorkerSettings",
-    "make_sampler", "sampler_names", "search_arguments",
+    "CONTEXT_SAMPLERS",
+    "FINGERPRINT",
+    "NOT_REPRODUCED",
+    "SAMPLERS",
+    "TRAIN_DEVICES",
+    "SearchSettings",
+    "WorkerSettings",
+    "make_sampler",
+    "sampler_names",
+    "search_arguments",
 ]

@@ -57,6 +57,7 @@ class StopRequest:
 
     def wrap(self, objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
         """`objective` marked as such: a stop signal inside it interrupts it (see the class)."""
+
         def run_objective(trial: optuna.Trial) -> Any:
             if self.requested:  # asked to stop after this trial was created
                 trial.set_user_attr("fail_reason", INTERRUPTED)
@@ -94,7 +95,9 @@ class StopRequest:
 
 
 def run_trials(
-    study: optuna.Study, objective: Callable[[optuna.Trial], Any], timeout_s: float | None,
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    timeout_s: float | None,
     callbacks: list[Callable[[optuna.Study, FrozenTrial], None]],
 ) -> None:
     """study.optimize, stopped cleanly by SIGINT/SIGTERM and robust to a trial failed by another worker.
@@ -113,7 +116,9 @@ def run_trials(
             if left is not None and left <= 0:
                 break
             try:
-                study.optimize(stop.wrap(objective), timeout=left, catch=(TrialFault,), callbacks=[*callbacks, stop.callback])
+                study.optimize(
+                    stop.wrap(objective), timeout=left, catch=(TrialFault,), callbacks=[*callbacks, stop.callback]
+                )
                 break
             except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
                 if isinstance(e, ValueError) and not str(e).startswith("Cannot tell a FAIL trial"):

@@ -32,12 +32,16 @@ def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorag
     def init(study: optuna.Study) -> None:
         wanted = [str(o.direction).lower() for o in ctx.objectives]
         if [d.name.lower() for d in study.directions] != wanted:
-            raise RunError(f"study {name!r} has {len(study.directions)} objective(s) "
-                           f"({', '.join(d.name.lower() for d in study.directions)}), not {len(wanted)}; "
-                           "use another --out / --study")
+            raise RunError(
+                f"study {name!r} has {len(study.directions)} objective(s) "
+                f"({', '.join(d.name.lower() for d in study.directions)}), not {len(wanted)}; "
+                "use another --out / --study"
+            )
         if study.user_attrs.get(SETTINGS_ATTR) is None and study.get_trials(deepcopy=False):
-            raise RunError(f"study {name!r} holds trials but was not made by energy-nas (no {SETTINGS_ATTR!r} "
-                           "attribute); use another --out / --study")
+            raise RunError(
+                f"study {name!r} holds trials but was not made by energy-nas (no {SETTINGS_ATTR!r} "
+                "attribute); use another --out / --study"
+            )
         if study.user_attrs.get(SETTINGS_ATTR) is None:  # new: store what the numbers mean
             study.set_metric_names([o.metric for o in ctx.objectives])
             study.set_user_attr("nas.space", ctx.space_doc)
@@ -46,7 +50,11 @@ def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorag
             study.set_user_attr(SETTINGS_ATTR, resolved)  # last: its presence marks a complete study
 
     study = storage_create_or_load(
-        storage, name, [o.direction for o in ctx.objectives], make_sampler(ctx.settings.sampler, ctx.settings.seed, ctx), init
+        storage,
+        name,
+        [o.direction for o in ctx.objectives],
+        make_sampler(ctx.settings.sampler, ctx.settings.seed, ctx),
+        init,
     )
     stored = study.user_attrs.get(SETTINGS_ATTR)
     for key in FINGERPRINT:
@@ -56,7 +64,9 @@ def create_or_load_study(ctx: SearchContext, storage: optuna.storages.BaseStorag
                 f"resume with the same settings, or use another --out / --study"
             )
     if stored.get("space") == resolved["space"] and study.user_attrs.get("nas.space") != ctx.space_doc:
-        raise RunError(f"study {name!r}: the search space file changed since the study began; use another --out / --study")
+        raise RunError(
+            f"study {name!r}: the search space file changed since the study began; use another --out / --study"
+        )
     return study
 
 
@@ -80,9 +90,7 @@ def failure_reasons(trials: Sequence[FrozenTrial]) -> dict[str, int]:
     The objective stores a reason for every failure it sees; a failed trial without one never
     returned from its objective: its worker died and the heartbeat check failed it (worker_lost).
     """
-    return dict(
-        Counter(str(t.user_attrs.get("fail_reason", LOST)) for t in trials if t.state == TrialState.FAIL)
-    )
+    return dict(Counter(str(t.user_attrs.get("fail_reason", LOST)) for t in trials if t.state == TrialState.FAIL))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -126,5 +134,10 @@ def recover_lost_trials(study: optuna.Study, host: str) -> list[int]:
 
 
 __all__ = [
-    "LOST", "create_or_load_study", "failure_reasons", "recover_lost_trials", "sampler_seed", "set_target",
+    "LOST",
+    "create_or_load_study",
+    "failure_reasons",
+    "recover_lost_trials",
+    "sampler_seed",
+    "set_target",
 ]

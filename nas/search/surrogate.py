@@ -21,8 +21,9 @@ from optuna.distributions import (
 )
 
 
-def expected_hvi(mu: np.ndarray, sigma: np.ndarray, x: np.ndarray, front: np.ndarray,
-                 ref: tuple[float, float]) -> np.ndarray:
+def expected_hvi(
+    mu: np.ndarray, sigma: np.ndarray, x: np.ndarray, front: np.ndarray, ref: tuple[float, float]
+) -> np.ndarray:
     """Expected hypervolume improvement of candidates with exact cost and normal accuracy.
 
     Args:

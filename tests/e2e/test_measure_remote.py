@@ -65,7 +65,9 @@ class _Procs:
     def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         out = open(self.folder / f"{name}.out", "w")  # noqa: SIM115 (closed in __exit__)
         err = open(self.folder / f"{name}.err", "w")  # noqa: SIM115
-        proc = subprocess.Popen([*NAS, *args], stdout=out, stderr=err, text=True, cwd=REPO, env=env(**(extra_env or {})))
+        proc = subprocess.Popen(
+            [*NAS, *args], stdout=out, stderr=err, text=True, cwd=REPO, env=env(**(extra_env or {}))
+        )
         self.procs.append((name, proc, out, err))
         return proc
 
@@ -92,19 +94,45 @@ def test_a_trainer_and_a_measurer_share_a_postgres_study(postgres_url, tmp_path)
     space.write_text(SPACE)
     profile = rapl_profile(tmp_path / "board.yaml", runtime="onnxruntime", precisions=("fp32",))
     measurers: list[int] = []
-    sensor_env = {"NAS_STORAGE": postgres_url, "NAS_POWERCAP_ROOT": str(tmp_path / "powercap"),
-                  "NAS_LOCK_DIR": str(tmp_path / "locks")}
+    sensor_env = {
+        "NAS_STORAGE": postgres_url,
+        "NAS_POWERCAP_ROOT": str(tmp_path / "powercap"),
+        "NAS_LOCK_DIR": str(tmp_path / "locks"),
+    }
     with LivePowercap(tmp_path / "powercap", pids=lambda: list(measurers)), _Procs(tmp_path) as procs:
         trainer = procs.start(
-            "trainer", "search", "--space", str(space), "--profile", str(profile), "--trials", "6", "--epochs", "1",
-            "--sampler", "random", "--seed", "8", "--storage", postgres_url, "--study", "remote",
-            "--out", str(tmp_path / "run"), "--measure-remote", "--measure-timeout", "120",
-            "--energy-budget", "2e-4", "--quiet",
+            "trainer",
+            "search",
+            "--space",
+            str(space),
+            "--profile",
+            str(profile),
+            "--trials",
+            "6",
+            "--epochs",
+            "1",
+            "--sampler",
+            "random",
+            "--seed",
+            "8",
+            "--storage",
+            postgres_url,
+            "--study",
+            "remote",
+            "--out",
+            str(tmp_path / "run"),
+            "--measure-remote",
+            "--measure-timeout",
+            "120",
+            "--energy-budget",
+            "2e-4",
+            "--quiet",
         )
         # a measurer joins an existing study (the trainer creates it)
         wait_for(lambda: "remote" in optuna.get_all_study_names(storage=postgres_url), 120, "the trainer's study")
-        first = procs.start("first", "worker", "--measure-only", "--study", "remote", "--claim-grace", GRACE_S,
-                            extra_env=sensor_env)
+        first = procs.start(
+            "first", "worker", "--measure-only", "--study", "remote", "--claim-grace", GRACE_S, extra_env=sensor_env
+        )
         measurers.append(first.pid)
         # kill the first measurer while it holds a claim, after it delivered at least one record
         mine = f":{first.pid}:"
@@ -119,8 +147,9 @@ def test_a_trainer_and_a_measurer_share_a_postgres_study(postgres_url, tmp_path)
         held = wait_for(holding_a_claim, 120, "the first measurer to hold a claim after one record", poll_s=0.05)
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
-        second = procs.start("second", "worker", "--measure-only", "--study", "remote", "--claim-grace", GRACE_S,
-                             extra_env=sensor_env)
+        second = procs.start(
+            "second", "worker", "--measure-only", "--study", "remote", "--claim-grace", GRACE_S, extra_env=sensor_env
+        )
         measurers.append(second.pid)
         assert trainer.wait(timeout=300) == 0, procs.logs()
         assert second.wait(timeout=120) == 0, procs.logs()
@@ -128,7 +157,9 @@ def test_a_trainer_and_a_measurer_share_a_postgres_study(postgres_url, tmp_path)
         assert "Traceback" not in m_err, m_err
 
     every = trials(postgres_url, "remote")
-    assert [t.state.name for t in every] == ["COMPLETE"] * 6, [(t.state.name, t.user_attrs.get("fail_reason")) for t in every]
+    assert [t.state.name for t in every] == ["COMPLETE"] * 6, [
+        (t.state.name, t.user_attrs.get("fail_reason")) for t in every
+    ]
     rows = {r["trial_id"]: r for r in _requests(postgres_url)}
     killed = rows[held[0]["trial_id"]]
     assert killed["claims"] == 2 and f":{second.pid}:" in killed["claimed_by"], "the stale claim was taken over"

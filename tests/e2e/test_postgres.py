@@ -81,8 +81,10 @@ def test_a_search_and_two_workers_share_a_postgres_study(postgres_url, tmp_path)
     assert len(trials(postgres_url, "pg", "COMPLETE")) == 2
 
     # two workers join from "other machines": only the URL (in the environment) and the study name
-    workers = [start_nas("worker", "--study", "pg", "--trials", "12", extra_env={"NAS_STORAGE": postgres_url})
-               for _ in range(2)]
+    workers = [
+        start_nas("worker", "--study", "pg", "--trials", "12", extra_env={"NAS_STORAGE": postgres_url})
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=300) for w in workers]
     for w, (stdout, stderr) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, stderr

@@ -29,7 +29,6 @@ def _killed_mid_training(out: Path, name: str) -> tuple[dict, int]:
     url = sqlite_url(out)
     proc = start_nas("search", *SLOW_CNN, "--trials", "8", "--out", str(out))
 
-
     def just_started():  # a trial that began under 0.2 s ago is building or training, not finishing
         now = datetime.datetime.now()
         running = [t for t in trials(url, name, "RUNNING") if (now - t.datetime_start).total_seconds() < 0.2]
@@ -75,8 +74,12 @@ def test_sigint_stops_cleanly_after_writing_the_results(tmp_path, workers):
     out = tmp_path / f"int{workers}"
     url = sqlite_url(out)
     proc = start_nas("search", *SLOW_CNN, "--trials", "500", "--workers", workers, "--out", str(out))
-    wait_for(lambda: len(trials(url, f"int{workers}", "COMPLETE")) >= 3 and trials(url, f"int{workers}", "RUNNING"),
-             timeout_s=120, what="3 complete trials and one running", poll_s=0.05)
+    wait_for(
+        lambda: len(trials(url, f"int{workers}", "COMPLETE")) >= 3 and trials(url, f"int{workers}", "RUNNING"),
+        timeout_s=120,
+        what="3 complete trials and one running",
+        poll_s=0.05,
+    )
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 130, stderr
@@ -125,8 +128,9 @@ def faulty_space(tmp_path, monkeypatch):
 
 
 def test_failing_candidates_fail_alone_with_their_reason(tmp_path, faulty_space):
-    result = run_search(SearchSettings(space=str(faulty_space), trials=3, epochs=1, sampler="random",
-                                       out=str(tmp_path / "faults")))
+    result = run_search(
+        SearchSettings(space=str(faulty_space), trials=3, epochs=1, sampler="random", out=str(tmp_path / "faults"))
+    )
     assert result.failed == {"nan_loss": 1, "exception:ValueError": 1, "out_of_memory": 1}
     assert result.complete == 3  # the search went on past every failure
     failed = trials(sqlite_url(result.run.path), result.study_name, "FAIL")

@@ -24,9 +24,7 @@ POLL_S = 1 / 128  # idle polling in these tests
 class Board:
     """A board in fake time: `idle_w` while sleeping, `run_w` while a model runs (ticks)."""
 
-    def __init__(
-        self, idle_w: float, run_w: float, write: Callable[[float, int], None], dither: bool = True
-    ) -> None:
+    def __init__(self, idle_w: float, run_w: float, write: Callable[[float, int], None], dither: bool = True) -> None:
         self.t, self.idle_w, self.run_w, self.write, self.dither = 0.0, idle_w, run_w, write, dither
         self.power_w, self.sign = idle_w, 1
         self.samplers: list[Callable[[], object]] = []
@@ -144,17 +142,13 @@ class FakeJetsonTree:
         _write(v, f"{mv}\n")
         _write(i, f"{ma}\n")
 
-    def writer(
-        self, rail: str, mv: int = 5000, others_ma: int = 700
-    ) -> Callable[[float, int], None]:
+    def writer(self, rail: str, mv: int = 5000, others_ma: int = 700) -> Callable[[float, int], None]:
         """Writes `rail` at `mv` with the board's power (whole mA, +-1 mA dither), and moves every
         other rail too (they must never be counted)."""
 
         def write(power_w: float, sign: int) -> None:
             ma = round(power_w * 1e6 / mv)
-            assert abs(ma * mv / 1e6 - power_w) < 1e-12, (
-                "choose a power that is whole mA at this voltage"
-            )
+            assert abs(ma * mv / 1e6 - power_w) < 1e-12, "choose a power that is whole mA at this voltage"
             self.set(rail, mv, ma + sign)
             for other in self.files:
                 if other != rail:
@@ -182,9 +176,7 @@ class FakePi5:
     CORE_V = 0.8
     SYS_W = 0.1 * 3.3
 
-    def __init__(
-        self, tmp: Path, monkeypatch, model: str = PI5_MODEL, on_path: bool = True
-    ) -> None:
+    def __init__(self, tmp: Path, monkeypatch, model: str = PI5_MODEL, on_path: bool = True) -> None:
         self.bin = tmp / "bin"
         self.bin.mkdir()
         self.state = tmp / "pmic.txt"

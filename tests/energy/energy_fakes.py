@@ -66,8 +66,9 @@ class TickingModel(nn.Module):
 
 def short_profile(name: str = "nvidia-h100", **protocol) -> object:
     """A shipped profile with a short protocol for fake-time tests."""
-    base = dict(warmup_batches=2, min_window_s=0.125, min_inferences=16, repeats=3, idle_window_s=0.25,
-                subtract_idle=False)
+    base = dict(
+        warmup_batches=2, min_window_s=0.125, min_inferences=16, repeats=3, idle_window_s=0.25, subtract_idle=False
+    )
     base.update(protocol)
     return replace(load_profile(PROFILES_DIR / f"{name}.yaml"), protocol=Protocol(**base))
 
@@ -150,8 +151,7 @@ class FakeNvml:
 class FakePowercap:
     """A powercap tree in a temp folder: package zones, sub-zones, an mmio twin and a psys zone."""
 
-    def __init__(self, root: Path, packages: int = 1, max_range_uj: int = 262_143_328_850,
-                 start_uj: int = 0) -> None:
+    def __init__(self, root: Path, packages: int = 1, max_range_uj: int = 262_143_328_850, start_uj: int = 0) -> None:
         self.root = root
         self.max_range_uj = max_range_uj
         self.others: list[Path] = []
@@ -211,7 +211,9 @@ class CpuTimeCounter:
     def _run(self) -> None:
         t0, c0 = self._time.monotonic(), self._time.process_time()
         while not self._stop.wait(self.period_s):
-            uj = round((self.idle_w * (self._time.monotonic() - t0) + self.busy_w * (self._time.process_time() - c0)) * 1e6)
+            uj = round(
+                (self.idle_w * (self._time.monotonic() - t0) + self.busy_w * (self._time.process_time() - c0)) * 1e6
+            )
             self.tree.set(0, uj)
 
     def __enter__(self) -> CpuTimeCounter:

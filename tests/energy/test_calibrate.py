@@ -26,17 +26,29 @@ from nas.models import build_model, model_stats
 
 BATCH = 8
 # per MAC, element op, cache byte, DRAM byte, operator call, forward call; static power
-TRUE = {"energy_per_mac_j": 1e-8, "energy_per_element_op_j": 3e-8, "energy_per_byte_cache_j": 1e-7,
-        "energy_per_byte_dram_j": 5e-7, "energy_per_call_j": 2e-3, "energy_per_inference_j": 1e-2,
-        "static_power_w": 0.0}
+TRUE = {
+    "energy_per_mac_j": 1e-8,
+    "energy_per_element_op_j": 3e-8,
+    "energy_per_byte_cache_j": 1e-7,
+    "energy_per_byte_dram_j": 5e-7,
+    "energy_per_call_j": 2e-3,
+    "energy_per_inference_j": 1e-2,
+    "static_power_w": 0.0,
+}
 
 
 def write_profile(tmp_path) -> str:
     text = (PROFILES_DIR / "nvidia-h100.yaml").read_text()
     text = text.replace("batch_size: 256", f"batch_size: {BATCH}").replace("precision: bf16", "precision: fp32")
     text = re.sub(r"(cache_bytes:\n    value:) \d+", r"\1 262144", text)  # 256 KB: some models spill to DRAM
-    for key, value in (("warmup_batches", 2), ("min_window_s", 0.0625), ("min_inferences", 8), ("repeats", 3),
-                       ("idle_window_s", 0.25), ("subtract_idle", "true")):
+    for key, value in (
+        ("warmup_batches", 2),
+        ("min_window_s", 0.0625),
+        ("min_inferences", 8),
+        ("repeats", 3),
+        ("idle_window_s", 0.25),
+        ("subtract_idle", "true"),
+    ):
         text = re.sub(rf"{key}: .*", f"{key}: {value}", text)
     path = tmp_path / "h100-test.yaml"
     path.write_text(text)
@@ -78,8 +90,10 @@ def synthetic_gpu(fake_nvml, tmp_path):
                 cost[module] = BATCH * inference_terms(stats.operators, true_profile, BATCH)["total_j"]
             gpu.device.tick(TICK_S, cost[module])
 
-    handles = [torch.nn.modules.module.register_module_forward_pre_hook(pre),
-               torch.nn.modules.module.register_module_forward_hook(post)]
+    handles = [
+        torch.nn.modules.module.register_module_forward_pre_hook(pre),
+        torch.nn.modules.module.register_module_forward_hook(post),
+    ]
     meter = NvmlMeter(load_profile(path), clock=gpu.device.clock, sleep=gpu.device.sleep)
     meter.idle_poll_s = POLL_S
     meter.torch_device = "cpu"  # the fake GPU runs its models on this machine's CPU
@@ -124,8 +138,10 @@ def test_fit_reproduces_measurements_and_predicts_an_unseen_model(synthetic_gpu,
     assert predicted.energy_per_inference_j == pytest.approx(true_energy(true_profile, unseen), rel=0.05)
 
     section = calibrated.estimate_runtimes[calibrated.runtime.name]
-    stamp = re.compile(r"calibrated by nas profiles calibrate \d{4}-\d\d-\d\d from 9 reference networks "
-                       r"measured on NVIDIA H100 80GB HBM3, 9 networks")
+    stamp = re.compile(
+        r"calibrated by nas profiles calibrate \d{4}-\d\d-\d\d from 9 reference networks "
+        r"measured on NVIDIA H100 80GB HBM3, 9 networks"
+    )
     assert stamp.search(section.values["energy_per_mac_j"]["fp32"].source)
     for name in ("energy_per_call_j", "energy_per_byte_cache_j", "static_power_w"):
         assert stamp.search(section.values[name].source) or "kept from the profile" in section.values[name].source
@@ -157,7 +173,9 @@ def test_cli_calibrates_with_every_reference_model(synthetic_gpu, tmp_path, monk
     r = CliRunner().invoke(main, ["profiles", "calibrate", path, "-o", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     for ref in REFERENCE_MODELS:
-        assert re.search(rf"^{re.escape(ref.name)}\s+[\d,]+\s+[\d,]+\s+\S+e[-+]\d+\s+\S+e[-+]\d+\s+[-+]\d+\.\d%$", r.output, re.M)
+        assert re.search(
+            rf"^{re.escape(ref.name)}\s+[\d,]+\s+[\d,]+\s+\S+e[-+]\d+\s+\S+e[-+]\d+\s+[-+]\d+\.\d%$", r.output, re.M
+        )
     assert re.search(r"fit error: \d+\.\d% RMS", r.output) and f"wrote {out}" in r.output
     assert re.search(r"held out \(5-fold cross-validation\): median \|error\| \d+\.\d%", r.output)
     assert load_profile(out).name == "nvidia-h100-calibrated"

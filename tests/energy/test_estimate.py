@@ -33,9 +33,11 @@ def mlp(*widths: int, dropout: float = 0.0) -> Architecture:
 
 
 def cnn(dropout: float = 0.0) -> Architecture:
-    return Architecture("cnn", {"activation": "relu", "width_multiplier": 1.0, "dropout": dropout},
-                        ({"block": "inverted_residual", "channels": 16, "kernel": 3, "repeats": 2, "stride": 1,
-                          "expansion": 4},))
+    return Architecture(
+        "cnn",
+        {"activation": "relu", "width_multiplier": 1.0, "dropout": dropout},
+        ({"block": "inverted_residual", "channels": 16, "kernel": 3, "repeats": 2, "stride": 1, "expansion": 4},),
+    )
 
 
 @pytest.fixture
@@ -77,15 +79,24 @@ def test_terms_add_up_and_scale_with_their_coefficients(profile):
 def test_dropout_costs_nothing(profile):
     for arch, shape in ((mlp(64, 32, dropout=0.0), (1, 8, 8)), (cnn(0.0), (3, 8, 8))):
         with_dropout = Architecture(arch.family, {**arch.params, "dropout": 0.3}, arch.units)
-        assert energy(build_model(arch, shape, 10), shape, profile) == \
-            energy(build_model(with_dropout, shape, 10), shape, profile)
+        assert energy(build_model(arch, shape, 10), shape, profile) == energy(
+            build_model(with_dropout, shape, 10), shape, profile
+        )
 
 
 def test_views_identity_and_flatten_cost_nothing(profile):
     torch.manual_seed(0)
     plain = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    padded = nn.Sequential(nn.Flatten(), nn.Identity(), nn.Linear(64, 32), nn.Dropout(0.5), nn.ReLU(),
-                           nn.Unflatten(1, (4, 8)), nn.Flatten(), nn.Linear(32, 10))
+    padded = nn.Sequential(
+        nn.Flatten(),
+        nn.Identity(),
+        nn.Linear(64, 32),
+        nn.Dropout(0.5),
+        nn.ReLU(),
+        nn.Unflatten(1, (4, 8)),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
     assert energy(plain, (64,), profile) == energy(padded, (64,), profile)
 
 
@@ -94,7 +105,12 @@ class Residual(nn.Module):
 
     def __init__(self, pool: bool = True, add: bool = True) -> None:
         super().__init__()
-        self.conv, self.bn, self.pool, self.add = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), pool, add
+        self.conv, self.bn, self.pool, self.add = (
+            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            pool,
+            add,
+        )
 
     def forward(self, x):
         y = torch.relu(self.bn(self.conv(x)))
@@ -120,7 +136,9 @@ def test_onnxruntime_folds_batch_norm_and_fuses_the_activation(profile):
         module.eval()
     ort = dict(runtime="onnxruntime")
     assert energy(conv_bn_relu, (3, 16, 16), profile, **ort) == energy(conv, (3, 16, 16), profile, **ort)
-    assert energy(conv_bn_relu, (3, 16, 16), profile, runtime="torch") > energy(conv, (3, 16, 16), profile, runtime="torch")
+    assert energy(conv_bn_relu, (3, 16, 16), profile, runtime="torch") > energy(
+        conv, (3, 16, 16), profile, runtime="torch"
+    )
     # a batch-norm after an addition cannot be folded into any convolution
     graph = operator_graph(build_model(cnn(), (3, 8, 8), 10), (3, 8, 8))
     kept = graph.deployed(folds_batch_norm=True, fuses_activation=True)
@@ -133,7 +151,9 @@ def test_runtime_coefficients_come_from_the_profile(profile):
     base = {rt: energy(model, (1, 8, 8), profile, runtime=rt) for rt in ("torch", "torchscript", "onnxruntime")}
     assert len(set(base.values())) == 3  # each runtime has its own dispatch costs
     c = coefficients(profile, runtime="onnxruntime")
-    assert "onnxruntime" in c.values["energy_per_call_j"].source or "ONNX Runtime" in c.values["seconds_per_call"].source
+    assert (
+        "onnxruntime" in c.values["energy_per_call_j"].source or "ONNX Runtime" in c.values["seconds_per_call"].source
+    )
 
 
 def test_tiny_models_pay_their_dispatch_overhead(profile):
@@ -191,7 +211,10 @@ def test_bigger_model_costs_more_and_int8_less(profile):
     small = m.estimate(model_stats(build_model(mlp(16), (1, 8, 8), 10), (1, 8, 8)), "fp32", 32).energy_per_inference_j
     big_stats = model_stats(build_model(mlp(256, 256), (1, 8, 8), 10), (1, 8, 8))
     assert small < m.estimate(big_stats, "fp32", 32).energy_per_inference_j
-    assert m.estimate(big_stats, "int8", 32).energy_per_inference_j < m.estimate(big_stats, "fp32", 32).energy_per_inference_j
+    assert (
+        m.estimate(big_stats, "int8", 32).energy_per_inference_j
+        < m.estimate(big_stats, "fp32", 32).energy_per_inference_j
+    )
 
 
 def test_weights_spill_to_dram_when_the_network_does_not_fit(profile):

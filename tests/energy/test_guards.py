@@ -44,21 +44,14 @@ def test_stuck_rapl_counter_is_refused_by_the_probe_and_the_meter(powercap, monk
     monkeypatch.setattr(RaplMeter, "probe_watch_s", 0.01)
     probe = RaplMeter.probe(short_profile("cpu-rapl"))
     assert not probe.usable
-    assert (
-        "did not change during the probe" in probe.reason
-        and "intel-rapl:0/energy_uj" in probe.reason
-    )
-    with pytest.raises(
-        MeterUnavailable, match="measures with RAPL.*did not change.*--allow-estimate"
-    ):
+    assert "did not change during the probe" in probe.reason and "intel-rapl:0/energy_uj" in probe.reason
+    with pytest.raises(MeterUnavailable, match="measures with RAPL.*did not change.*--allow-estimate"):
         create_meter(short_profile("cpu-rapl"))
     assert create_meter(short_profile("cpu-rapl"), allow_estimate=True).name == "estimate"
 
     # a meter opened anyway (the counter froze after the probe): the idle baseline refuses, never 0 J
     dev = PowerDevice()
-    meter = RaplMeter(
-        short_profile("cpu-rapl"), clock=dev.clock, sleep=dev.sleep, start_thread=False
-    )
+    meter = RaplMeter(short_profile("cpu-rapl"), clock=dev.clock, sleep=dev.sleep, start_thread=False)
     meter.idle_poll_s = POLL_S
     with pytest.raises(MeterUnavailable) as e:
         meter.measure_inference(workload(TickingModel(dev)))
@@ -74,9 +67,7 @@ def test_rapl_counter_that_freezes_after_the_baseline(powercap):
     dev = PowerDevice(idle_w=64.0)
     model = TickingModel(dev, lambda k: 0.125)
     dev.listeners.append(lambda: None if model.calls else tree.set(0, round(dev.energy_j() * 1e6)))
-    meter = RaplMeter(
-        short_profile("cpu-rapl"), clock=dev.clock, sleep=dev.sleep, start_thread=False
-    )
+    meter = RaplMeter(short_profile("cpu-rapl"), clock=dev.clock, sleep=dev.sleep, start_thread=False)
     meter.idle_poll_s = POLL_S
     with pytest.raises(MeterUnavailable) as e:
         meter.measure_inference(workload(model))
@@ -93,13 +84,8 @@ def test_stuck_nvml_counter(fake_nvml, monkeypatch):
     monkeypatch.setattr(NvmlMeter, "probe_watch_s", 0.25)
     reason = NvmlMeter.probe(short_profile()).reason
     assert "measured:nvml-counter" in reason and "NVIDIA H100" in reason
-    assert (
-        "nvmlDeviceGetTotalEnergyConsumption" in reason
-        and "did not change during the probe" in reason
-    )
-    with pytest.raises(
-        MeterUnavailable, match="idle baseline.*nvmlDeviceGetTotalEnergyConsumption"
-    ):
+    assert "nvmlDeviceGetTotalEnergyConsumption" in reason and "did not change during the probe" in reason
+    with pytest.raises(MeterUnavailable, match="idle baseline.*nvmlDeviceGetTotalEnergyConsumption"):
         nvml_meter(gpu).measure_inference(workload(TickingModel(gpu.device, lambda k: 0.0)))
 
 
@@ -125,14 +111,9 @@ def test_power_drop_after_the_baseline_re_baselines_and_re_measures(fake_nvml):
     record = meter.measure_inference(workload(TickingModel(dev, work)))
     first = record.protocol["remeasured"]["first_attempt"]
     assert "at or below zero" in record.protocol["remeasured"]["reason"]
-    assert (
-        first["idle"]["power_w"] == pytest.approx(64.0, abs=0.01)
-        and first["net_energy_per_inference_j"] < 0
-    )
+    assert first["idle"]["power_w"] == pytest.approx(64.0, abs=0.01) and first["net_energy_per_inference_j"] < 0
     assert record.idle_power_w == pytest.approx(32.0, abs=0.01)
-    assert record.protocol["idle"]["number"] == 2 and record.protocol["idle"]["reason"].startswith(
-        "re-measured"
-    )
+    assert record.protocol["idle"]["number"] == 2 and record.protocol["idle"]["reason"].startswith("re-measured")
     assert record.protocol["idle_measured_for_this_record"] is True
     assert record.idle_measured_at == record.protocol["idle"]["measured_at"]
     # 0.01 J of work per batch of 4: 2.5 mJ per inference (counter in whole mJ: within 1 mJ / 32)
@@ -166,9 +147,7 @@ def test_below_the_stated_floor_is_implausible_too(fake_nvml):
     model = TickingModel(dev, lambda k: 0.04)
     with pytest.raises(ImplausibleEnergy, match="plausibility floor 0.05 x gross"):
         nvml_meter(gpu, min_net_fraction=0.05).measure_inference(workload(model))
-    record = nvml_meter(gpu, min_net_fraction=0.01).measure_inference(
-        workload(TickingModel(dev, lambda k: 0.04))
-    )
+    record = nvml_meter(gpu, min_net_fraction=0.01).measure_inference(workload(TickingModel(dev, lambda k: 0.04)))
     assert "remeasured" not in record.protocol and record.net_energy_per_inference_j > 0
 
 
@@ -180,19 +159,14 @@ def test_search_counts_the_fault_and_keeps_the_raw_record():
     obj.ctx = SimpleNamespace(host="test-host")
 
     def run(trial):
-        raise ImplausibleEnergy(
-            "net stayed negative", {"method": "measured:test", "windows_j": [1.0, 2.0]}
-        )
+        raise ImplausibleEnergy("net stayed negative", {"method": "measured:test", "windows_j": [1.0, 2.0]})
 
     obj._run = run
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study()
     study.optimize(obj, n_trials=1, catch=(TrialFault,))
     t = study.trials[0]
-    assert (
-        t.state == optuna.trial.TrialState.FAIL
-        and t.user_attrs["fail_reason"] == "implausible_energy"
-    )
+    assert t.state == optuna.trial.TrialState.FAIL and t.user_attrs["fail_reason"] == "implausible_energy"
     assert t.user_attrs["energy_raw"] == {"method": "measured:test", "windows_j": [1.0, 2.0]}
 
 
@@ -210,19 +184,10 @@ def test_idle_baseline_is_refreshed_at_the_profile_interval(fake_nvml):
     c = meter.measure_inference(workload(model))
     ia, ib, ic = (r.protocol["idle"] for r in (a, b, c))
     assert ia["number"] == ib["number"] == 1 and ia == ib and ia["reason"] == "first measurement"
-    assert (
-        a.protocol["idle_measured_for_this_record"]
-        and not b.protocol["idle_measured_for_this_record"]
-    )
-    assert (
-        ic["number"] == 2
-        and ic["reason"].startswith("refresh:")
-        and "idle_refresh_s = 10 s" in ic["reason"]
-    )
+    assert a.protocol["idle_measured_for_this_record"] and not b.protocol["idle_measured_for_this_record"]
+    assert ic["number"] == 2 and ic["reason"].startswith("refresh:") and "idle_refresh_s = 10 s" in ic["reason"]
     assert c.protocol["idle_measured_for_this_record"]
-    assert a.idle_power_w == pytest.approx(64.0, abs=0.01) and c.idle_power_w == pytest.approx(
-        48.0, abs=0.01
-    )
+    assert a.idle_power_w == pytest.approx(64.0, abs=0.01) and c.idle_power_w == pytest.approx(48.0, abs=0.01)
     assert c.idle_measured_at == ic["measured_at"] and a.idle_measured_at == ia["measured_at"]
 
 
@@ -259,15 +224,12 @@ def test_a_plausible_record_always_has_a_positive_objective(windows, idle_w, sub
     )
     if implausible(rec, proto) is None:
         assert (
-            rec.energy_per_inference_j > 0
-            and rec.net_energy_per_inference_j > floor * rec.gross_energy_per_inference_j
+            rec.energy_per_inference_j > 0 and rec.net_energy_per_inference_j > floor * rec.gross_energy_per_inference_j
         )
 
 
 def _sensor():
-    return SimpleNamespace(
-        method="measured:test", api="test", scope="device", device_name="fake", driver_version=None
-    )
+    return SimpleNamespace(method="measured:test", api="test", scope="device", device_name="fake", driver_version=None)
 
 
 def _rec(n: int, acc: float, energy: float) -> TrialRecord:
@@ -314,13 +276,7 @@ def test_a_window_shorter_than_ten_updates_is_lengthened_not_called_stuck():
         where="fake counter",
     )
     model, batch = TickingModel(dev, lambda k: 0.0), torch.zeros(4, 4)
-    short = measure_windows(
-        sensor, model, batch, 2, 3, dev.clock, lambda: None, stuck_after_s=10 * 0.1
-    )
+    short = measure_windows(sensor, model, batch, 2, 3, dev.clock, lambda: None, stuck_after_s=10 * 0.1)
     assert [(w.energy_j, w.duration_s) for w in short] == [(0.0, 2 * TICK_S)] * 3
-    with pytest.raises(
-        MeterUnavailable, match="did not change during measurement window 1 of 3 .64 batches."
-    ):
-        measure_windows(
-            sensor, model, batch, 64, 3, dev.clock, lambda: None, stuck_after_s=10 * 0.1
-        )
+    with pytest.raises(MeterUnavailable, match="did not change during measurement window 1 of 3 .64 batches."):
+        measure_windows(sensor, model, batch, 64, 3, dev.clock, lambda: None, stuck_after_s=10 * 0.1)

@@ -45,9 +45,7 @@ def jetson_tree(tmp_path, monkeypatch):
 
 def profile(rails: tuple[str, ...] = ("VDD_IN",), match: str | None = "Orin Nano", **protocol):
     p = short_profile("jetson-orin-nano", **{"subtract_idle": True, **protocol})
-    return replace(
-        p, device_match=match, sensor=SensorSettings(rails=rails, sample_interval_s=0.01)
-    )
+    return replace(p, device_match=match, sensor=SensorSettings(rails=rails, sample_interval_s=0.01))
 
 
 def measure(tree: FakeJetsonTree, rail: str, p) -> tuple[object, Board]:
@@ -55,9 +53,7 @@ def measure(tree: FakeJetsonTree, rail: str, p) -> tuple[object, Board]:
     meter = JetsonMeter(p, clock=board.clock, sleep=board.sleep, start_thread=False)
     meter.idle_poll_s = POLL_S
     board.samplers.append(meter.sensor.sample)  # what the sampling thread does, at each step
-    record = meter.measure_inference(
-        Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp16")
-    )
+    record = meter.measure_inference(Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp16"))
     meter.close()
     return record, board
 
@@ -77,20 +73,11 @@ def test_constant_power_times_window_to_the_microjoule(jetson_tree, layout, rail
     assert record.method == "measured:jetson-ina" and record.driver_version == chip
     assert record.protocol["batches_per_window"] == 8 and record.inferences_per_window == 32
     assert all(abs(w - RUN_W * 8 * TICK_S) < 1e-6 for w in record.windows_j)  # 0.9375 J, to the uJ
-    assert (
-        abs(record.idle_power_w - IDLE_W) < 1e-6 / 0.25
-    )  # 1.25 J over the 0.25 s baseline, to the uJ
+    assert abs(record.idle_power_w - IDLE_W) < 1e-6 / 0.25  # 1.25 J over the 0.25 s baseline, to the uJ
     assert abs(record.gross_energy_per_inference_j - RUN_W * TICK_S / BATCH) < 1e-6
-    assert (
-        abs(record.net_energy_per_inference_j - (RUN_W - IDLE_W) * TICK_S / BATCH) < 1e-6
-    )  # 9765.625 uJ
-    assert (
-        record.energy_per_inference_j == record.net_energy_per_inference_j
-        and record.objective_uses == "net"
-    )
-    assert (
-        record.device_name == ORIN_NANO and rail in record.scope and "carrier board" in record.scope
-    )
+    assert abs(record.net_energy_per_inference_j - (RUN_W - IDLE_W) * TICK_S / BATCH) < 1e-6  # 9765.625 uJ
+    assert record.energy_per_inference_j == record.net_energy_per_inference_j and record.objective_uses == "net"
+    assert record.device_name == ORIN_NANO and rail in record.scope and "carrier board" in record.scope
     assert record.latency_s == TICK_S
 
 
@@ -102,9 +89,7 @@ def test_other_rails_are_never_summed_but_can_be_named(jetson_tree):
         "VDD_CPU_GPU_CV",
         "VDD_SOC",
     ]  # the sum channel in7 is no rail
-    assert [r.label for r in select_rails(rails, ())] == [
-        "VDD_IN"
-    ]  # default: the module input rail
+    assert [r.label for r in select_rails(rails, ())] == ["VDD_IN"]  # default: the module input rail
     # two rails named: their powers add (the writer moves the others at 1 V x 700 mA +- 3 mA)
     board = Board(IDLE_W, RUN_W, tree.writer("VDD_IN"))
     meter = JetsonMeter(
@@ -214,9 +199,7 @@ def test_permission_error_says_how_to_fix(jetson_tree, monkeypatch):
     assert "sudo chmod a+r" in reason
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason="root reads mode-000 files; the simulated test covers it"
-)
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads mode-000 files; the simulated test covers it")
 def test_permission_error_real_chmod(jetson_tree):
     tree = jetson_tree("hwmon-ina3221")
     tree.files["VDD_IN"][1].chmod(0)
@@ -237,9 +220,5 @@ def test_stuck_reading_is_refused_by_the_probe_and_the_meter(jetson_tree, monkey
         meter.measure_inference(Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp16"))
     meter.close()
     msg = str(e.value)
-    assert (
-        msg.startswith("measured:jetson-ina:")
-        and "0.25 s idle baseline" in msg
-        and "watched 0.25 s" in msg
-    )
+    assert msg.startswith("measured:jetson-ina:") and "0.25 s idle baseline" in msg and "watched 0.25 s" in msg
     assert str(tree.files["VDD_IN"][0]) in msg and str(tree.files["VDD_IN"][1]) in msg

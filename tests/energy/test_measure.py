@@ -61,8 +61,11 @@ def test_measure_on_another_profile_without_its_sensor(run_dir):
 
 
 def test_measure_errors_are_one_line(run_dir):
-    for args, code in ((("--trial", 99), 5), (("--trial", 0, "--repeats", 0), 2),
-                       (("--trial", 0, "--profile", "no-such"), 2)):
+    for args, code in (
+        (("--trial", 99), 5),
+        (("--trial", 0, "--repeats", 0), 2),
+        (("--trial", 0, "--profile", "no-such"), 2),
+    ):
         r = nas("measure", run_dir, *args)
         assert r.exit_code == code, r.output
         assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("nas: error:")

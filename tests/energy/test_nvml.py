@@ -131,8 +131,9 @@ def test_power_sampling_path_before_volta(fake_nvml):
     # idle: 64 W drifting up 0.512 W/s; running: 16 W more. Linear between samples, so the trapezoid
     # is exact, and whole mW at every fake time (all multiples of 1/512 s), so NVML's rounding is too
     gpu.power_w = lambda t: 64.0 + 0.512 * t + (16.0 if model.calls else 0.0)
-    meter = NvmlMeter(replace(short_profile(), device_match="P100"), clock=gpu.device.clock,
-                      sleep=gpu.device.sleep, sample_s=1e9)  # no background samples: window edges only
+    meter = NvmlMeter(
+        replace(short_profile(), device_match="P100"), clock=gpu.device.clock, sleep=gpu.device.sleep, sample_s=1e9
+    )  # no background samples: window edges only
     meter.idle_poll_s = POLL_S
     record = meter.measure_inference(workload(model))
     meter.close()
@@ -154,8 +155,9 @@ def test_frozen_power_reading_is_stuck_not_a_measurement(fake_nvml):
     """Integrating a frozen power value gives a plausible energy; the raw reading shows it is stuck."""
     gpu = FakeGpu(name="Tesla P100-PCIE-16GB", arch=FakeNvml.ARCH_PASCAL, power_w=lambda t: 64.0)
     fake_nvml([gpu])
-    meter = NvmlMeter(replace(short_profile(), device_match="P100"), clock=gpu.device.clock,
-                      sleep=gpu.device.sleep, sample_s=1e9)
+    meter = NvmlMeter(
+        replace(short_profile(), device_match="P100"), clock=gpu.device.clock, sleep=gpu.device.sleep, sample_s=1e9
+    )
     meter.idle_poll_s = POLL_S
     with pytest.raises(MeterUnavailable) as e:
         meter.measure_inference(workload(TickingModel(gpu.device)))
@@ -296,8 +298,9 @@ _TOUCHES = textwrap.dedent("""
 def test_import_never_touches_hardware(powercap):
     """Importing the meters calls no NVML function and reads no sensor file; probing does both."""
     tree = powercap()
-    proc = subprocess.run([sys.executable, "-c", _TOUCHES, str(tree.root)], capture_output=True, text=True,
-                          timeout=300, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _TOUCHES, str(tree.root)], capture_output=True, text=True, timeout=300, check=True
+    )
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["import"] == []
     assert any(c.startswith("pynvml.") for c in seen["probe"]), seen["probe"]  # the control: the trap works
@@ -333,8 +336,13 @@ def test_cuda_index_maps_to_nvml_index(fake_nvml, monkeypatch, visible, index, n
 
 @pytest.mark.parametrize(
     ("visible", "says"),
-    [("", "makes 0 GPU(s) visible"), ("-1", "makes 0 GPU(s) visible"), ("1", "makes 1 GPU(s) visible"),
-     ("MIG-1234", "MIG instance"), ("GPU-ffff", "matches 0 of the 4 GPUs")],
+    [
+        ("", "makes 0 GPU(s) visible"),
+        ("-1", "makes 0 GPU(s) visible"),
+        ("1", "makes 1 GPU(s) visible"),
+        ("MIG-1234", "MIG instance"),
+        ("GPU-ffff", "matches 0 of the 4 GPUs"),
+    ],
 )
 def test_cuda_visible_devices_errors(fake_nvml, monkeypatch, visible, says):
     fake_nvml(four_gpus())

@@ -72,9 +72,7 @@ def test_constant_power_times_window_to_the_microjoule(pi5):
     meter = Pi5Meter(profile(), clock=board.clock, sleep=board.sleep, start_thread=False)
     meter.idle_poll_s = POLL_S
     board.samplers.append(meter.sensor.sample)
-    record = meter.measure_inference(
-        Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp32")
-    )
+    record = meter.measure_inference(Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp32"))
     meter.close()
     # default rails: those with both readings (3V3_SYS, VDD_CORE); DDR_VDDQ (current only), EXT5V and
     # BATT (voltage only) never count
@@ -82,9 +80,7 @@ def test_constant_power_times_window_to_the_microjoule(pi5):
     assert record.device_name == PI5_MODEL and record.inferences_per_window == 32
     assert all(abs(w - RUN_W * 8 * TICK_S) < 1e-6 for w in record.windows_j)  # 0.39125 J, to the uJ
     assert abs(record.idle_power_w - IDLE_W) < 1e-6 / 0.25
-    assert (
-        abs(record.net_energy_per_inference_j - (RUN_W - IDLE_W) * TICK_S / BATCH) < 1e-6
-    )  # 7812.5 uJ
+    assert abs(record.net_energy_per_inference_j - (RUN_W - IDLE_W) * TICK_S / BATCH) < 1e-6  # 7812.5 uJ
     assert record.energy_per_inference_j == record.net_energy_per_inference_j
     assert "vcgencmd pmic_read_adc" in record.api
 
@@ -92,14 +88,10 @@ def test_constant_power_times_window_to_the_microjoule(pi5):
 def test_named_rail_only(pi5):
     fake = pi5()
     board = Board(IDLE_W, RUN_W, fake.writer())
-    meter = Pi5Meter(
-        profile(rails=("VDD_CORE",)), clock=board.clock, sleep=board.sleep, start_thread=False
-    )
+    meter = Pi5Meter(profile(rails=("VDD_CORE",)), clock=board.clock, sleep=board.sleep, start_thread=False)
     meter.idle_poll_s = POLL_S
     board.samplers.append(meter.sensor.sample)
-    record = meter.measure_inference(
-        Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp32")
-    )
+    record = meter.measure_inference(Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp32"))
     meter.close()
     core_w = RUN_W - FakePi5.SYS_W  # 3V3_SYS no longer counted
     assert all(abs(w - core_w * 8 * TICK_S) < 1e-6 for w in record.windows_j)
@@ -109,9 +101,7 @@ def test_named_rail_only(pi5):
 def test_probe_and_factory_with_a_live_pmic(pi5, monkeypatch):
     fake = pi5()
     steps = itertools.count()
-    monkeypatch.setattr(
-        Pi5Meter, "probe_sleep", staticmethod(lambda s: fake.print(1.0 + next(steps) / 1000, 0.0))
-    )
+    monkeypatch.setattr(Pi5Meter, "probe_sleep", staticmethod(lambda s: fake.print(1.0 + next(steps) / 1000, 0.0)))
     assert Pi5Meter.probe(load_profile("raspberry-pi-5")).usable
     assert isinstance(create_meter(load_profile("raspberry-pi-5")), Pi5Meter)
 
@@ -122,18 +112,14 @@ def test_vcgencmd_not_on_path(pi5, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     reason = Pi5Meter.probe(load_profile("raspberry-pi-5")).reason
     assert reason.startswith("Pi 5 PMIC: vcgencmd is not on PATH") and "\n" not in reason
-    with pytest.raises(
-        MeterUnavailable, match=r"measures with PI5.*vcgencmd is not on PATH.*--allow-estimate"
-    ):
+    with pytest.raises(MeterUnavailable, match=r"measures with PI5.*vcgencmd is not on PATH.*--allow-estimate"):
         create_meter(load_profile("raspberry-pi-5"))
     assert create_meter(load_profile("raspberry-pi-5"), allow_estimate=True).name == "estimate"
 
 
 def test_no_access_to_dev_vcio(pi5, monkeypatch):
     pi5()
-    monkeypatch.setenv(
-        "FAKE_VCGENCMD_FAIL", "Can't open device file: /dev/vcio (Permission denied)"
-    )
+    monkeypatch.setenv("FAKE_VCGENCMD_FAIL", "Can't open device file: /dev/vcio (Permission denied)")
     reason = Pi5Meter.probe(load_profile("raspberry-pi-5")).reason
     assert "failed (exit 255: Can't open device file: /dev/vcio (Permission denied))" in reason
     assert "usermod -aG video" in reason
@@ -155,9 +141,7 @@ def test_another_board_is_refused(pi5, monkeypatch):
 def test_a_missing_rail_lists_the_rails(pi5):
     pi5()
     reason = Pi5Meter.probe(profile(rails=("DDR_VDDQ",))).reason
-    assert (
-        "DDR_VDDQ have no current and voltage reading" in reason and "3V3_SYS, VDD_CORE" in reason
-    )
+    assert "DDR_VDDQ have no current and voltage reading" in reason and "3V3_SYS, VDD_CORE" in reason
 
 
 def test_stuck_reading_is_refused_by_the_probe_and_the_meter(pi5, monkeypatch):
@@ -173,9 +157,5 @@ def test_stuck_reading_is_refused_by_the_probe_and_the_meter(pi5, monkeypatch):
         meter.measure_inference(Workload(BoardModel(board), torch.zeros(BATCH, 4), STATS, "fp32"))
     meter.close()
     msg = str(e.value)
-    assert (
-        msg.startswith("measured:pi5-pmic:")
-        and "0.25 s idle baseline" in msg
-        and "watched 0.25 s" in msg
-    )
+    assert msg.startswith("measured:pi5-pmic:") and "0.25 s idle baseline" in msg and "watched 0.25 s" in msg
     assert f"{fake.bin / 'vcgencmd'} pmic_read_adc" in msg

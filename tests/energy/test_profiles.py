@@ -18,8 +18,16 @@ from nas.errors import MeterUnavailable
 from nas.models import ModelStats
 
 PROFILES = [p.stem for p in list_profiles()]
-REQUIRED = {"cpu-host", "cpu-rapl", "nvidia-h100", "nvidia-h200", "nvidia-a100", "nvidia-l4",
-            "jetson-orin-nano", "raspberry-pi-5"}
+REQUIRED = {
+    "cpu-host",
+    "cpu-rapl",
+    "nvidia-h100",
+    "nvidia-h200",
+    "nvidia-a100",
+    "nvidia-l4",
+    "jetson-orin-nano",
+    "raspberry-pi-5",
+}
 # what NVML calls each GPU (device.match must accept it), and look-alikes it must refuse
 NVML_NAMES = {
     "nvidia-h100": ("NVIDIA H100 80GB HBM3", ["NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200"]),
@@ -28,15 +36,37 @@ NVML_NAMES = {
     "nvidia-l4": ("NVIDIA L4", ["NVIDIA L40S", "NVIDIA L40"]),
 }
 # every source says what kind it is: a document, a derivation from documented numbers, or an assumption
-SOURCE_KINDS = ("datasheet", "whitepaper", "ISSCC", "MICRO", "ARK", "IEA", "product brief", "intrinsics guide",
-                "lscpu", "assumption", "upper bound", "Armv8.2")
+SOURCE_KINDS = (
+    "datasheet",
+    "whitepaper",
+    "ISSCC",
+    "MICRO",
+    "ARK",
+    "IEA",
+    "product brief",
+    "intrinsics guide",
+    "lscpu",
+    "assumption",
+    "upper bound",
+    "Armv8.2",
+)
 STATS = ModelStats(params=25_194, macs=24_896, activation_elems=298, input_elems=64)
 
 
 def sourced_numbers(p) -> list[tuple[str, Sourced]]:
-    out = [(k, getattr(p, k)) for k in ("idle_power_w", "peak_power_w", "memory_bandwidth_bytes_per_s", "cache_bytes",
-                                        "energy_per_byte_dram_j", "energy_per_byte_cache_j", "static_power_w",
-                                        "grid_intensity_g_per_kwh")]
+    out = [
+        (k, getattr(p, k))
+        for k in (
+            "idle_power_w",
+            "peak_power_w",
+            "memory_bandwidth_bytes_per_s",
+            "cache_bytes",
+            "energy_per_byte_dram_j",
+            "energy_per_byte_cache_j",
+            "static_power_w",
+            "grid_intensity_g_per_kwh",
+        )
+    ]
     out += [(f"peak_macs_per_s[{k}]", v) for k, v in p.peak_macs_per_s.items()]
     out += [(f"energy_per_mac_j[{k}]", v) for k, v in p.energy_per_mac_j.items()]
     return out

@@ -87,8 +87,14 @@ def test_windows_shorter_than_planned_are_lengthened_and_redone():
     model.forward = forward
     stats = ModelStats(params=1, macs=1, activation_elems=1, input_elems=4)
     proto = Protocol(warmup_batches=2, min_window_s=0.125, min_inferences=1, repeats=3)
-    rec = run_protocol(StepSensor(dev, step_j=1e-6), Workload(model, torch.zeros(4, 4), stats, "fp32"), proto,
-                       idle(period_s=0.001), dev.clock, lambda: None)
+    rec = run_protocol(
+        StepSensor(dev, step_j=1e-6),
+        Workload(model, torch.zeros(4, 4), stats, "fp32"),
+        proto,
+        idle(period_s=0.001),
+        dev.clock,
+        lambda: None,
+    )
     # planned 0.125 s / (2/64 s) = 4 batches = 1/16 s: too short, so 4 x 2 x 1.1 -> 9 batches
     assert rec.protocol["replanned"] == 1 and rec.protocol["batches_per_window"] == 9
     assert rec.window_s == 9 * TICK_S >= 0.125
@@ -99,8 +105,18 @@ def test_summary_median_spread_gross_and_net():
     work = Workload(torch.nn.Identity(), torch.zeros(10, 1), stats, "fp32")
     windows = [Window(30.0, 1.0), Window(36.0, 1.5), Window(33.0, 1.25)]  # J, s
     proto = Protocol(repeats=3, subtract_idle=True)
-    rec = summarise(StepSensor(FakeDevice()), work, proto, idle(power_w=10.0), windows, batches=5,
-                    target_s=1.0, probe_s_per_batch=0.2, measurement_s=4.0, idle_measured_now=False)
+    rec = summarise(
+        StepSensor(FakeDevice()),
+        work,
+        proto,
+        idle(power_w=10.0),
+        windows,
+        batches=5,
+        target_s=1.0,
+        probe_s_per_batch=0.2,
+        measurement_s=4.0,
+        idle_measured_now=False,
+    )
     # 50 inferences per window; gross 0.60 / 0.72 / 0.66; net (30-10)/50=0.40, (36-15)/50=0.42, (33-12.5)/50=0.41
     assert rec.gross_energy_per_inference_j == pytest.approx(0.66)
     assert rec.net_energy_per_inference_j == pytest.approx(0.41)
@@ -125,8 +141,9 @@ HOLD = textwrap.dedent(
 
 
 def hold_in_other_process(key: str, directory, seconds: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, key, str(directory), str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, key, str(directory), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -190,11 +207,14 @@ def test_training_window_holds_the_lock_against_other_processes(fake_nvml, tmp_p
     key = meter.sensor.lock_key
     meter.begin_window()
     try:
-        code = ("import sys; from pathlib import Path; from nas.energy.lock import DeviceLock\n"
-                "try:\n DeviceLock(sys.argv[1], Path(sys.argv[2]), timeout_s=0.2).acquire(); print('got it')\n"
-                "except Exception as e: print(type(e).__name__)")
-        out = subprocess.run([sys.executable, "-c", code, key, str(tmp_path / "locks")],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        code = (
+            "import sys; from pathlib import Path; from nas.energy.lock import DeviceLock\n"
+            "try:\n DeviceLock(sys.argv[1], Path(sys.argv[2]), timeout_s=0.2).acquire(); print('got it')\n"
+            "except Exception as e: print(type(e).__name__)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, key, str(tmp_path / "locks")], capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert out == "MeterUnavailable"
     finally:
         meter.end_window()

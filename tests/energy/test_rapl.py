@@ -165,8 +165,9 @@ def test_full_protocol_on_a_two_socket_fake(powercap):
         tree.set(1, total_uj - total_uj * 3 // 4)
 
     dev.listeners.append(write)
-    meter = RaplMeter(short_profile("cpu-rapl", subtract_idle=True), clock=dev.clock, sleep=dev.sleep,
-                      start_thread=False)
+    meter = RaplMeter(
+        short_profile("cpu-rapl", subtract_idle=True), clock=dev.clock, sleep=dev.sleep, start_thread=False
+    )
     meter.idle_poll_s = POLL_S
     stats = ModelStats(params=10, macs=8, activation_elems=2, input_elems=4)
     record = meter.measure_inference(Workload(TickingModel(dev, lambda k: 0.125), torch.zeros(4, 4), stats, "fp32"))

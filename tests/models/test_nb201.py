@@ -35,15 +35,28 @@ def test_cell_string_layout_is_the_benchmarks():
     assert format_cell(dict(zip(EDGES, ops, strict=True))) == format_cell(ops)
     # within a node the edges may be listed in any order
     assert parse_cell("|a~0|".replace("a", "none") + "+|skip_connect~1|none~0|+|none~2|none~0|none~1|") == (
-        "none", "none", "skip_connect", "none", "none", "none")
+        "none",
+        "none",
+        "skip_connect",
+        "none",
+        "none",
+        "none",
+    )
 
 
-@pytest.mark.parametrize("bad", [
-    "", "|none~0|+|none~0|none~1|", "|none~0|+|none~0|none~1|+|none~0|none~1|conv~2|",
-    "|none~0|+|none~0|none~0|+|none~0|none~1|none~2|", "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
-    "|none~0|+|none~0|+|none~0|none~1|none~2|", "none~0+none~0|none~1+none~0|none~1|none~2",
-    "|none|+|none~0|none~1|+|none~0|none~1|none~2|",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "|none~0|+|none~0|none~1|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|conv~2|",
+        "|none~0|+|none~0|none~0|+|none~0|none~1|none~2|",
+        "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|none~0|+|none~0|+|none~0|none~1|none~2|",
+        "none~0+none~0|none~1+none~0|none~1|none~2",
+        "|none|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ],
+)
 def test_malformed_cell_strings_are_refused(bad):
     with pytest.raises(ConfigError, match="cell string|cell"):
         parse_cell(bad)
@@ -58,10 +71,15 @@ def test_genotype_round_trip_through_json():
 
 # NAS-Bench-201's published ranges (CIFAR-10 / CIFAR-100, 32x32): parameters 0.073306-1.531546 M
 # and 0.079156-1.537396 M; FLOPs 7.78305-220.11969 M (CIFAR-10), which count the classifier's bias.
-@pytest.mark.parametrize("cell, classes, params, macs_m", [
-    (ALL_NONE, 10, 73_306, 7.78305), (ALL_3X3, 10, 1_531_546, 220.11969),
-    (ALL_NONE, 100, 79_156, 7.7889), (ALL_3X3, 100, 1_537_396, 220.12554),
-])
+@pytest.mark.parametrize(
+    "cell, classes, params, macs_m",
+    [
+        (ALL_NONE, 10, 73_306, 7.78305),
+        (ALL_3X3, 10, 1_531_546, 220.11969),
+        (ALL_NONE, 100, 79_156, 7.7889),
+        (ALL_3X3, 100, 1_537_396, 220.12554),
+    ],
+)
 def test_parameter_counts_and_macs_match_the_benchmark(cell, classes, params, macs_m):
     model = build_model(architecture_from_cell(cell), (3, 32, 32), classes)
     stats = model_stats(model, (3, 32, 32))
@@ -70,8 +88,9 @@ def test_parameter_counts_and_macs_match_the_benchmark(cell, classes, params, ma
 
 
 def test_none_edge_contributes_nothing_and_skip_passes_through():
-    model = build_model(architecture_from_cell("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"),
-                        (3, 8, 8), 10).eval()
+    model = build_model(
+        architecture_from_cell("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"), (3, 8, 8), 10
+    ).eval()
     cell = model.cells[0]
     x = torch.randn(2, 16, 8, 8)
     assert torch.equal(cell(x), x)

@@ -29,8 +29,9 @@ def test_replayed_trials_store_the_table_rows(tmp_path):
 
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
-    table = build_table(SearchSettings(space=str(space), epochs=1, objectives=("accuracy", "energy")),
-                        tmp_path / "t.json")
+    table = build_table(
+        SearchSettings(space=str(space), epochs=1, objectives=("accuracy", "energy")), tmp_path / "t.json"
+    )
     assert len(table.rows) == 4
     out = tmp_path / "replay"
     run_search(SearchSettings(table=str(tmp_path / "t.json"), trials=6, sampler="random", out=str(out)))

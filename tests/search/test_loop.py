@@ -19,8 +19,19 @@ def by_definition(records, objectives):
 
 
 def record(i: int, acc: float, energy: float, latency: float, feasible: bool) -> TrialRecord:
-    return TrialRecord(i, {"accuracy": acc, "energy": energy, "latency": latency}, acc, None, energy,
-                       "estimated:analytical", latency, 0, 0, {}, feasible=feasible)
+    return TrialRecord(
+        i,
+        {"accuracy": acc, "energy": energy, "latency": latency},
+        acc,
+        None,
+        energy,
+        "estimated:analytical",
+        latency,
+        0,
+        0,
+        {},
+        feasible=feasible,
+    )
 
 
 def test_progress_bar_front_size_counts_ties():
@@ -30,8 +41,10 @@ def test_progress_bar_front_size_counts_ties():
     rng = random.Random(3)
     for _ in range(100):
         progress = Progress(ctx, optuna.create_study(directions=["maximize", "minimize"]), enabled=False)
-        records = [record(i, rng.choice([0.1, 0.5, 0.9]), rng.choice([1.0, 2.0, 3.0]), 1.0, rng.random() > 0.2)
-                   for i in range(rng.randint(0, 20))]
+        records = [
+            record(i, rng.choice([0.1, 0.5, 0.9]), rng.choice([1.0, 2.0, 3.0]), 1.0, rng.random() > 0.2)
+            for i in range(rng.randint(0, 20))
+        ]
         for r in records:
             progress._add(r)
         assert progress.front_size == len(by_definition(records, objectives))

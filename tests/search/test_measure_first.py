@@ -105,8 +105,10 @@ def test_over_budget_candidates_are_never_chosen():
     assert study.sampler.last_choice["reason"] == "ehvi"
     everything = [{n: a, "x1": b, "x2": c} for n in ("x0",) for a in OPS for b in OPS for c in OPS]
     feasible = [{"x0": g["x0"], "x1": g["x1"], "x2": g["x2"]} for g in everything if cheap(g) is not None]
-    done = [optuna.trial.create_trial(params=g, distributions=study.trials[0].distributions, values=[0.5, 1e-3])
-            for g in feasible]
+    done = [
+        optuna.trial.create_trial(params=g, distributions=study.trials[0].distributions, values=[0.5, 1e-3])
+        for g in feasible
+    ]
     assert study.sampler.choose(done, [], number=99) == {}  # none left: the trial is drawn at random
 
 
@@ -130,7 +132,9 @@ def test_candidates_respect_the_spaces_conditions():
     for _ in range(50):
         t = RandomTrial(rng)
         arch = sample(t, space)  # type: ignore[arg-type]
-        assert {f"layers.{i}.width" for i in range(len(arch.units))} == {k for k in t.params if k.startswith("layers.") and k != "layers.count"}
+        assert {f"layers.{i}.width" for i in range(len(arch.units))} == {
+            k for k in t.params if k.startswith("layers.") and k != "layers.count"
+        }
         for name, d in t.distributions.items():
             assert dists[name] == d
     enc = Encoder(dists)
@@ -142,8 +146,9 @@ def test_candidates_respect_the_spaces_conditions():
 def test_sampler_in_a_search_over_a_real_space():
     """Optuna suggests every conditional parameter from the sampler's choice (relative params)."""
     space = load_space("mlp")
-    sampler = for_space(space, lambda g: 1e-6 * g["layers.count"] * g["layers.0.width"], seed=0, n_candidates=64,
-                        n_startup_trials=4)
+    sampler = for_space(
+        space, lambda g: 1e-6 * g["layers.count"] * g["layers.0.width"], seed=0, n_candidates=64, n_startup_trials=4
+    )
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     for _ in range(8):
         trial = study.ask()

@@ -67,8 +67,13 @@ def test_front_lists_each_network_once():
     objectives = parse_objectives("accuracy,energy")
     a = {"family": "mlp", "params": {}, "units": [{"width": 8}]}
     b = {"family": "mlp", "params": {}, "units": [{"width": 16}]}
-    records = [_record(3, 0.9, 2.0, a), _record(1, 0.9, 2.0, a), _record(2, 0.9, 2.0, b), _record(4, 0.5, 1.0, b),
-               _record(5, 0.4, 3.0, a)]
+    records = [
+        _record(3, 0.9, 2.0, a),
+        _record(1, 0.9, 2.0, a),
+        _record(2, 0.9, 2.0, b),
+        _record(4, 0.5, 1.0, b),
+        _record(5, 0.4, 3.0, a),
+    ]
     front = pareto_front(records, objectives)
     # the first trial of network a, network b tied with it (a different network), and b's cheaper point
     assert [r.number for r in front] == [4, 1, 2]

@@ -13,8 +13,21 @@ from nas.cli import main
 from nas.search import SearchSettings, run_search
 from nas.search.settings import sampler_names
 
-ARGS = ["--space", "mlp", "--profile", "cpu-host", "--dataset", "digits", "--trials", "6", "--epochs", "1",
-        "--seed", "0", "--quiet"]
+ARGS = [
+    "--space",
+    "mlp",
+    "--profile",
+    "cpu-host",
+    "--dataset",
+    "digits",
+    "--trials",
+    "6",
+    "--epochs",
+    "1",
+    "--seed",
+    "0",
+    "--quiet",
+]
 
 
 def nas(*args: str):

@@ -43,8 +43,13 @@ class ResMLP(Family):
         width = int(arch.params["width"])
         act = lookup(ACTIVATIONS, "activation", arch.params["activation"])
         blocks = [ResidualMLP(width, int(u["hidden"]), act) for u in arch.units]
-        return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), *blocks,
-                             nn.LayerNorm(width), nn.Linear(width, num_classes))
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(math.prod(input_shape), width),
+            *blocks,
+            nn.LayerNorm(width),
+            nn.Linear(width, num_classes),
+        )
 
     def label(self, arch):
         """E.g. `resmlp w64 [32, 128] relu`."""
