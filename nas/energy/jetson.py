@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.energy.base import Probe
-from nas.energy.boards import board_model, sysfs_root
-from nas.energy.guards import Clock, Sleep, stuck
+from nas.energy.boards import BoardMeter, board_model, sysfs_root
+from nas.energy.guards import Clock, stuck
 from nas.energy.protocol import Sensor
 from nas.energy.sampling import PowerSample, SampledPowerSensor
-from nas.energy.sensor_meter import SensorMeter
 from nas.errors import MeterUnavailable
 from nas.hardware import HardwareProfile
 
@@ -214,26 +213,12 @@ class JetsonSensor(SampledPowerSensor):
         return _power(self.rails)
 
 
-class JetsonMeter(SensorMeter):
+class JetsonMeter(BoardMeter):
     """Energy of a Jetson module through its INA3221 / INA238 monitors: `measured:jetson-ina`."""
 
     name = "jetson"
     torch_device: ClassVar[str] = "cuda"
     _probes: ClassVar[dict[tuple[Any, ...], Probe]] = {}
-
-    def __init__(
-        self,
-        profile: HardwareProfile,
-        *,
-        root: str | Path | None = None,
-        clock: Clock | None = None,
-        sleep: Sleep | None = None,
-        start_thread: bool = True,
-    ) -> None:
-        super().__init__(profile, clock=clock, sleep=sleep)
-        self.root = sysfs_root(root)
-        self.start_thread = start_thread
-        self.idle_poll_s = profile.sensor.sample_interval_s
 
     @classmethod
     def probe(cls, profile: HardwareProfile) -> Probe:

@@ -30,15 +30,13 @@ import math
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.energy.base import Probe
-from nas.energy.boards import board_model, sysfs_root
-from nas.energy.guards import Clock, Sleep, stuck
+from nas.energy.boards import BoardMeter, board_model, sysfs_root
+from nas.energy.guards import Clock, stuck
 from nas.energy.protocol import Sensor
 from nas.energy.sampling import PowerSample, SampledPowerSensor
-from nas.energy.sensor_meter import SensorMeter
 from nas.errors import MeterUnavailable
 from nas.hardware import HardwareProfile
 
@@ -168,26 +166,12 @@ class PmicSensor(SampledPowerSensor):
         return sum(a * v for a, v in raw), raw
 
 
-class Pi5Meter(SensorMeter):
+class Pi5Meter(BoardMeter):
     """Energy of a Raspberry Pi 5 through its PMIC's rail readings: `measured:pi5-pmic`."""
 
     name = "pi5"
     torch_device: ClassVar[str] = "cpu"
     _probes: ClassVar[dict[tuple[Any, ...], Probe]] = {}
-
-    def __init__(
-        self,
-        profile: HardwareProfile,
-        *,
-        root: str | Path | None = None,
-        clock: Clock | None = None,
-        sleep: Sleep | None = None,
-        start_thread: bool = True,
-    ) -> None:
-        super().__init__(profile, clock=clock, sleep=sleep)
-        self.root = sysfs_root(root)
-        self.start_thread = start_thread
-        self.idle_poll_s = profile.sensor.sample_interval_s  # each poll starts a process
 
     @classmethod
     def probe(cls, profile: HardwareProfile) -> Probe:
