@@ -1,7 +1,13 @@
-"""A fake RAPL package that other processes can measure in real time: a powercap sysfs tree whose
-`energy_uj` a thread of the test process advances as idle power x wall time plus active power x
-the CPU time the watched processes spent (read from /proc/PID/stat), as a CPU package counter
-behaves. Point NAS_POWERCAP_ROOT at `root` and the `rapl` meter reads it through its real code."""
+"""A fake RAPL package measured in real time: a powercap sysfs tree whose `energy_uj` advances as
+idle power x wall time plus active power x the CPU time the watched processes spent, as a CPU
+package counter behaves. Point NAS_POWERCAP_ROOT at `root` and the `rapl` meter reads it through
+its real code.
+
+Two ways to advance it. Measured in this process (`updated_on_read`), the counter is brought up to
+date by every read of the meter (at its one file-reading seam), so each reading is exact at the
+moment it is taken however loaded the machine is. Measured by other processes (`with tree:`), a
+thread of the test process rewrites it every `period_s`; on a loaded machine that thread may
+stall, and a stalled counter is what the meter's stuck-sensor guard is there to refuse."""
 
 from __future__ import annotations
 
@@ -18,7 +24,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process `pid` (0 when it is gone)."""
+    """User + system CPU time of process `pid` (0 when it is gone); this process's to the
+    nanosecond (time.process_time), others' in /proc ticks (10 ms)."""
+    if pid == os.getpid():
+        return time.process_time()
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -27,7 +36,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 class LivePowercap:
-    """One package zone (`intel-rapl:0`, `package-0`) updated every `period_s` seconds."""
+    """One package zone (`intel-rapl:0`, `package-0`), updated on every read of this process's meter
+    (`updated_on_read`) or every `period_s` seconds by a thread (`with tree:`)."""
 
     def __init__(
         self,
@@ -45,6 +55,9 @@ class LivePowercap:
         self.file = zone / "energy_uj"
         self.energy_uj = 0.0
         self._write()
+        self._lock = threading.Lock()
+        self._last_t = time.monotonic()
+        self._seen: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -53,21 +66,42 @@ class LivePowercap:
         tmp.write_text(f"{int(self.energy_uj) % 262143328850}\n")
         os.replace(tmp, self.file)  # atomic, as a sysfs read is
 
-    def _run(self) -> None:
-        last_t = time.monotonic()
-        seen: dict[int, float] = {}
-        while not self._stop.wait(self.period_s):
+    def update(self) -> None:
+        """Advance the counter to now: idle power since the last update plus active power x the CPU
+        seconds the watched processes spent since then."""
+        with self._lock:
             now = time.monotonic()
             busy = 0.0
             for pid in self.pids():
                 cpu = cpu_seconds(pid)
-                busy += max(0.0, cpu - seen.get(pid, cpu))
-                seen[pid] = cpu
-            self.energy_uj += (self.idle_w * (now - last_t) + self.active_w * busy) * 1e6
-            last_t = now
+                busy += max(0.0, cpu - self._seen.get(pid, cpu))
+                self._seen[pid] = cpu
+            self.energy_uj += (self.idle_w * (now - self._last_t) + self.active_w * busy) * 1e6
+            self._last_t = now
             self._write()
 
+    def updated_on_read(self, monkeypatch: Any) -> LivePowercap:
+        """Bring the counter up to date whenever the `rapl` meter of this process reads it (through
+        `nas.energy.rapl._read_text`, where it reads every file); no thread runs."""
+        from nas.energy import rapl
+
+        read = rapl._read_text
+        self.update()  # the watched processes' CPU time counts from here
+
+        def read_text(path: Path) -> str:
+            if Path(path) == self.file:
+                self.update()
+            return read(path)
+
+        monkeypatch.setattr(rapl, "_read_text", read_text)
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.update()
+
     def __enter__(self) -> LivePowercap:
+        self.update()
         self._thread.start()
         return self
 

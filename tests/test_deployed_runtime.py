@@ -35,8 +35,7 @@ def live_rapl(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("NAS_POWERCAP_ROOT", str(tmp_path / "powercap"))
     RaplMeter.clear_probe_cache()
-    with LivePowercap(tmp_path / "powercap", pids=lambda: [os.getpid()]) as tree:
-        yield tree
+    yield LivePowercap(tmp_path / "powercap", pids=lambda: [os.getpid()]).updated_on_read(monkeypatch)
     RaplMeter.clear_probe_cache()
 
 

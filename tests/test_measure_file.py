@@ -44,8 +44,8 @@ def live_rapl(tmp_path, monkeypatch):
     monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("NAS_POWERCAP_ROOT", str(tmp_path / "powercap"))
     RaplMeter.clear_probe_cache()
-    with LivePowercap(tmp_path / "powercap", pids=lambda: [os.getpid()]):
-        yield
+    LivePowercap(tmp_path / "powercap", pids=lambda: [os.getpid()]).updated_on_read(monkeypatch)
+    yield
     RaplMeter.clear_probe_cache()
 
 

@@ -198,31 +198,41 @@ class FakePowercap:
 class CpuTimeCounter:
     """Drives a FakePowercap in real time like a CPU package: `idle_w` always, plus `busy_w` per
     CPU-second this process burns (time.process_time). Inference windows burn CPU and idle polling
-    sleeps, so the net energy is positive, as on a real package. A context manager (a thread)."""
+    sleeps, so the net energy is positive, as on a real package. The counter is brought up to date
+    whenever the `rapl` meter reads it (its one file-reading seam, nas.energy.rapl._read_text), so
+    each reading is exact at the moment it is taken, however loaded the machine is (a thread that
+    rewrote it every few ms could stall for longer than a window). A context manager."""
 
-    def __init__(self, tree: FakePowercap, idle_w: float = 2.0, busy_w: float = 20.0, period_s: float = 0.002) -> None:
-        import threading
+    def __init__(self, tree: FakePowercap, monkeypatch, idle_w: float = 2.0, busy_w: float = 20.0) -> None:
+        self.tree, self.monkeypatch, self.idle_w, self.busy_w = tree, monkeypatch, idle_w, busy_w
+
+    def update(self) -> None:
+        """Set package 0 to the energy since entering: idle power x wall time + busy power x CPU time."""
         import time
 
-        self.tree, self.idle_w, self.busy_w, self.period_s = tree, idle_w, busy_w, period_s
-        self._time, self._stop = time, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        t0, c0 = self._time.monotonic(), self._time.process_time()
-        while not self._stop.wait(self.period_s):
-            uj = round(
-                (self.idle_w * (self._time.monotonic() - t0) + self.busy_w * (self._time.process_time() - c0)) * 1e6
-            )
-            self.tree.set(0, uj)
+        uj = round((self.idle_w * (time.monotonic() - self.t0) + self.busy_w * (time.process_time() - self.c0)) * 1e6)
+        self.tree.set(0, uj)
 
     def __enter__(self) -> CpuTimeCounter:
-        self._thread.start()
+        import time
+
+        from nas.energy import rapl
+
+        self.t0, self.c0 = time.monotonic(), time.process_time()
+        self._read, watched = rapl._read_text, self.tree.root / "intel-rapl:0" / "energy_uj"
+
+        def read_text(path: Path) -> str:
+            if Path(path) == watched:
+                self.update()
+            return self._read(path)
+
+        self.monkeypatch.setattr(rapl, "_read_text", read_text)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        from nas.energy import rapl
+
+        self.monkeypatch.setattr(rapl, "_read_text", self._read)
 
 
 class PowerDevice(FakeDevice):

@@ -19,6 +19,7 @@ import nas.energy.jetson as jetson
 from nas.config import SensorSettings, load_profile
 from nas.energy import Workload, create_meter
 from nas.energy.jetson import JetsonMeter, find_rails, select_rails
+from nas.energy.sampling import PowerIntegrator
 from nas.errors import MeterUnavailable
 from nas.models import ModelStats
 
@@ -124,10 +125,29 @@ def test_probe_and_factory_on_a_live_board(jetson_tree, monkeypatch):
     assert isinstance(create_meter(profile()), JetsonMeter)
 
 
-def test_background_thread_in_real_time_stays_within_the_dither_band(jetson_tree):
+def test_background_thread_in_real_time_stays_within_the_dither_band(jetson_tree, monkeypatch):
     """The real sampling thread, real time: power flips between 4.995 and 5.005 W; whatever the
-    sampling instants, the trapezoid of readings in [P - d, P + d] lies within d x duration of P x duration."""
+    sampling instants, the trapezoid of readings in [P - d, P + d] over the sampled interval T lies
+    within d x T of P x T. T runs from the sample that opened the window to the one that closed it
+    (both taken by the measuring thread); the window's wall-clock duration brackets T by however
+    long the scheduler kept the thread waiting between reading the clock and the sensor, which a
+    loaded machine makes as long as it likes, so the energy is compared with T, never with it."""
     tree = jetson_tree("hwmon-ina3221")
+    guard = threading.Lock()  # so that a sample and its time are read together, whichever thread samples
+    edges: list[tuple[float, float]] = []  # (time, energy) of each sample the measuring thread took
+    background: list[float] = []  # times of the sampling thread's samples
+    original = PowerIntegrator.sample
+
+    def sample(self: PowerIntegrator) -> float:
+        with guard:
+            energy = original(self)
+            if threading.current_thread() is threading.main_thread():
+                edges.append((self._t, energy))
+            else:
+                background.append(self._t)
+            return energy
+
+    monkeypatch.setattr(PowerIntegrator, "sample", sample)
     stop = threading.Event()
 
     def flip() -> None:
@@ -141,14 +161,22 @@ def test_background_thread_in_real_time_stays_within_the_dither_band(jetson_tree
     meter = JetsonMeter(profile())  # real clock, real thread (every 10 ms)
     try:
         meter.begin_window()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60  # waits for the thread's samples, however slowly they come
+        while sum(t > edges[0][0] for t in background) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
         reading = meter.end_window()
     finally:
         meter.close()
         stop.set()
         writer.join(5)
+    assert len(edges) == 2, edges  # the window's two edges, nothing else sampled in the measuring thread
+    (t0, e0), (t1, e1) = edges
+    assert sum(t0 < t < t1 for t in background) >= 10, "the sampling thread did not sample inside the window"
+    assert reading.energy_j == e1 - e0
+    sampled_s = t1 - t0
     d = 5000 * 1 / 1e6
-    assert abs(reading.energy_j - 5.0 * reading.duration_s) <= d * reading.duration_s + 1e-9
+    assert abs(reading.energy_j - 5.0 * sampled_s) <= d * sampled_s + 1e-9
+    assert sampled_s <= reading.duration_s  # the window's clock readings bracket its samples
     assert reading.method == "measured:jetson-ina"
 
 

@@ -82,14 +82,15 @@ def rapl_profile(tmp_path):
 
 def test_measure_with_rapl_on_a_fake_tree(run_dir, tmp_path, monkeypatch):
     """The sensor path end to end: a profile file, --repeats, the fake sysfs driven in real time
-    like a CPU package (idle power plus power per CPU-second), so the net energy is positive."""
+    like a CPU package (idle power plus power per CPU-second, exact at each read), so the net
+    energy is positive."""
     tree = FakePowercap(tmp_path / "powercap", packages=2, start_uj=42)
     monkeypatch.setenv("NAS_POWERCAP_ROOT", str(tree.root))
     monkeypatch.setenv("NAS_LOCK_DIR", str(tmp_path / "locks"))
     from nas.energy.rapl import RaplMeter
 
     RaplMeter.clear_probe_cache()
-    with CpuTimeCounter(tree, idle_w=2.0, busy_w=20.0):
+    with CpuTimeCounter(tree, monkeypatch, idle_w=2.0, busy_w=20.0):
         m = measure_trial(run_dir, 0, profile=str(rapl_profile(tmp_path)), repeats=2)
     RaplMeter.clear_probe_cache()
     r = m.record
