@@ -212,7 +212,8 @@ def rerank(run: str, profile: str, all_trials: bool, allow_estimate: bool, stora
     "--input-shape",
     default=None,
     metavar="SHAPE",
-    help="With --model: one sample's shape, e.g. 1,8,8 (required for TorchScript and symbolic ONNX inputs).",
+    help="With --model: one sample's shape, e.g. 1,8,8 (needed for symbolic ONNX inputs and TorchScript files "
+    "that nas export did not write; refused when it contradicts the file or its export).",
 )
 @click.option(
     "--runtime",

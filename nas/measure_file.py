@@ -6,6 +6,11 @@ torch.jit.save writes any; run by torch.jit). The runtime is the profile's (or `
 the runtime cannot load is refused in one line. The inputs are a seeded standard-normal batch at the
 profile's batch size: a dense network's inference energy does not depend on input values.
 
+A TorchScript archive does not record its input shape, but `nas export` writes one beside it
+(`architecture.json`): for the archive an export wrote there, that shape is the default, and a
+different `--input-shape` is refused (a convolutional network runs at any image size, so it would
+be measured silently on a workload it was not built for).
+
 Where the profile's sensor is absent, `allow_estimate` estimates from the file's counts (labelled
 `estimated:`): ONNX files are counted by onnx-tool (MACs of its Conv, ConvTranspose, Gemm and MatMul
 nodes; activations as the elements every node writes), TorchScript ones by PyTorch's
@@ -30,6 +35,7 @@ from nas.config import load_profile
 from nas.deploy import Deployment, measure
 from nas.energy import EnergyRecord, create_meter
 from nas.errors import ConfigError
+from nas.exporters import ARCHITECTURE_JSON, EXPORTERS, load_architecture
 from nas.hardware import EXECUTION_PROVIDERS, RUNTIME_NAMES, HardwareProfile, Runtime
 from nas.models import ModelStats
 from nas.runtimes import DeployedModel, onnx_session
@@ -76,6 +82,23 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def exported_input_shape(path: Path, given: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """The sample shape for the TorchScript archive `path`: the one `nas export` recorded in the
+    architecture.json beside it (when `path` is the archive an export writes), else `given`.
+    Raises ConfigError when `given` contradicts the recorded shape."""
+    recorded = path.parent / ARCHITECTURE_JSON
+    if path.name not in EXPORTERS["torchscript"].files.values() or not recorded.is_file():
+        return given
+    shape = load_architecture(recorded).input_shape
+    if given is not None and tuple(given) != tuple(shape):
+        text = ",".join(str(d) for d in shape)
+        raise ConfigError(
+            f"{path}: --input-shape {','.join(str(d) for d in given)} does not match the input shape {text} that "
+            f"nas export recorded in {recorded} (omit --input-shape, or pass {text})"
+        )
+    return tuple(shape)
+
+
 def _runtime(profile: HardwareProfile, name: str | None) -> Runtime:
     if name is None:
         return profile.runtime
@@ -120,10 +143,17 @@ def _load_onnx(
     if first.type != "tensor(float)":
         raise ConfigError(f"{path}: input {first.name!r} is {first.type}; only float32 inputs are supported")
     dims = list(first.shape)
+    fixed = len(dims) >= 2 and all(isinstance(d, int) and d > 0 for d in dims[1:])
     if shape is None:
-        if len(dims) < 2 or not all(isinstance(d, int) and d > 0 for d in dims[1:]):
+        if not fixed:
             raise ConfigError(f"{path}: input {first.name!r} has shape {dims} with symbolic sizes; pass --input-shape")
         shape = tuple(int(d) for d in dims[1:])
+    elif fixed and tuple(shape) != tuple(dims[1:]):
+        text = ",".join(str(d) for d in dims[1:])
+        raise ConfigError(
+            f"{path}: --input-shape {','.join(str(d) for d in shape)} does not match the file's input "
+            f"{first.name!r} of shape {dims} (omit --input-shape, or pass {text})"
+        )
     batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else batch_size  # a fixed batch axis wins
     import onnxruntime as ort
 
@@ -221,6 +251,12 @@ def measure_file(
                 f"{prof.name!r} ships in onnxruntime (pass --runtime torchscript, or give the .onnx file)"
             )
         fmt = "torchscript"
+        input_shape = exported_input_shape(path, input_shape)
+        if input_shape is None:
+            raise ConfigError(
+                f"{path}: --input-shape is required for a TorchScript model (it does not record its input "
+                f"shape, and no {ARCHITECTURE_JSON} from nas export lies beside it)"
+            )
     else:
         raise ConfigError(f"{path}: unknown model format {suffix or '(no suffix)'!r} (valid: .onnx, .pt, .pth)")
     meter = create_meter(prof, allow_estimate=allow_estimate)
@@ -232,10 +268,6 @@ def measure_file(
             device = torch.device("cpu")  # ONNX Runtime takes host arrays; its provider places the work
             info = runnable.info
         else:
-            if input_shape is None:
-                raise ConfigError(
-                    f"{path}: --input-shape is required for a TorchScript model (it does not record its input shape)"
-                )
             shape, batch_size = input_shape, prof.batch_size
             runnable = _load_torchscript(path, device)
             first = next(iter(runnable.parameters()), None)
@@ -276,4 +308,4 @@ def format_file_measurement(m: FileMeasurement) -> str:
     return "\n".join(head + ["record:"] + format_record(r))
 
 
-__all__ = ["FileMeasurement", "format_file_measurement", "measure_file", "parse_input_shape"]
+__all__ = ["FileMeasurement", "exported_input_shape", "format_file_measurement", "measure_file", "parse_input_shape"]

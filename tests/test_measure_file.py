@@ -124,3 +124,39 @@ def test_bad_input_is_one_line(files, args, needle):
     assert result.exit_code != 0
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("nas: error: ") and needle in lines[0], result.output
+
+
+def test_an_onnx_file_is_estimated_from_its_counts(files):
+    """An ONNX session has no PyTorch operators to record: the estimate uses onnx-tool's counts."""
+    folder, model = files
+    result = nas("measure", "--model", str(folder / "model.onnx"), "--profile", "cpu-host", "--runtime", "onnxruntime")
+    assert result.exit_code == 0, result.output
+    assert "estimated:analytical (ESTIMATED, not measured)" in result.output and "Traceback" not in result.output
+    refused = nas(
+        "measure", "--model", str(folder / "model.onnx"), "--profile", "cpu-host", "--runtime", "onnxruntime",
+        "--input-shape", "1,28,28",
+    )  # fmt: skip
+    assert refused.exit_code != 0 and refused.output.count("\n") == 1, refused.output
+    assert "does not match the file's input 'input'" in refused.output and "pass 1,8,8" in refused.output
+
+
+def test_an_exported_torchscript_file_takes_the_shape_its_export_recorded(files, tmp_path):
+    """nas export writes the input shape beside model.torchscript.pt: it is the default, and another
+    shape (a convolutional network runs at any size) is refused instead of measured silently."""
+    folder, _ = files
+    export = tmp_path / "exported"
+    export.mkdir()
+    (export / "model.torchscript.pt").write_bytes((folder / "model.torchscript.pt").read_bytes())
+    arch = {"family": "mlp", "params": {"activation": "relu", "dropout": 0.0}, "units": [{"width": 8}]}
+    (export / "architecture.json").write_text(json.dumps({**arch, "input_shape": list(SHAPE), "num_classes": 10}))
+    ts = str(export / "model.torchscript.pt")
+    result = nas("measure", "--model", ts, "--profile", "cpu-host", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["input_shape"] == list(SHAPE)
+    refused = nas("measure", "--model", ts, "--profile", "cpu-host", "--input-shape", "1,28,28")
+    lines = [ln for ln in refused.output.splitlines() if ln.strip()]
+    assert refused.exit_code != 0 and len(lines) == 1 and lines[0].startswith("nas: error: "), refused.output
+    assert "does not match the input shape 1,8,8" in lines[0] and "architecture.json" in lines[0]
+    # the same archive elsewhere, without its export's record, still needs the flag
+    alone = nas("measure", "--model", str(folder / "model.torchscript.pt"), "--profile", "cpu-host")
+    assert alone.exit_code != 0 and "--input-shape is required" in alone.output

@@ -44,6 +44,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from nas.energy.base import BYTES_PER_ELEM, EnergyRecord, Meter, Reading, WindowWork, Workload
 from nas.energy.coefficients import (  # noqa: F401 (re-exported: the estimate's public names)
     _OVERHEAD_SOURCE,
@@ -244,9 +246,11 @@ class EstimateMeter(Meter):
         )
 
     def measure_inference(self, workload: Workload) -> EnergyRecord:
-        """The estimate of `workload`'s network (its recorded operator graph); runs no inference."""
+        """The estimate of `workload`'s network (its recorded operator graph); runs no inference. A
+        network that is not a PyTorch module (an ONNX Runtime session, `nas measure --model FILE.onnx`)
+        has no operator graph to record: its counts (`workload.stats`) are estimated as one operator."""
         graph = workload.stats.operators
-        if graph is None:
+        if graph is None and isinstance(workload.model, torch.nn.Module):
             graph = operator_graph(workload.model, tuple(workload.batch.shape[1:]))
         return self.estimate(workload.stats, workload.precision, workload.batch_size, graph)
 
