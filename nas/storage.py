@@ -119,7 +119,8 @@ def creation_lock(url: str) -> Iterator[None]:
         if depth:
             yield
             return
-        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # the umask decides, as for the database beside it: another user who may resume the run may take the lock
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:

@@ -2,7 +2,7 @@
 
 Every ```bash and ```python block of README.md runs in order in one temporary folder, as a new
 user would paste them: same commands, flags, paths and order. To fit the test budget (the README
-gives the full-size times), the sizes are scaled: `--trials N` becomes max(2, N // 10), `--epochs E`
+gives the full-size times), the sizes are scaled: `--trials N` becomes max(2, N / 10 rounded up), `--epochs E`
 and `--retrain-epochs E` become 1, the 5,000-image `mnist5k` becomes the 1,797-image `digits`, and
 `nas bench build` enumerates a 4-architecture space instead of 516, and the compression example
 searches `mlp-compress` instead of `cnn-compress` (the same dimensions on a smaller family). `nas` commands run in-process
@@ -51,7 +51,7 @@ def scaled(argv: list[str], tiny_bench: str = "tiny-bench.yaml") -> list[str]:
     out = list(argv)
     for i, arg in enumerate(out[:-1]):
         if arg == "--trials":
-            out[i + 1] = str(max(2, int(out[i + 1]) // 10))
+            out[i + 1] = str(max(2, -(-int(out[i + 1]) // 10)))  # 20 and 25 stay apart: a resume adds trials
         elif arg in ("--epochs", "--retrain-epochs"):
             out[i + 1] = "1"
         elif arg == "--dataset" and out[i + 1] == "mnist5k":
@@ -114,7 +114,7 @@ def test_readme_commands_work_pasted_in_order(tmp_path, monkeypatch, capsys):
     times = []
     for lang, body in blocks:
         if lang == "python":
-            code = re.sub(r"trials=(\d+)", lambda m: f"trials={max(2, int(m[1]) // 10)}", body)
+            code = re.sub(r"trials=(\d+)", lambda m: f"trials={max(2, -(-int(m[1]) // 10))}", body)
             code = re.sub(r"epochs=(\d+)", "epochs=1", code)
             t0 = time.perf_counter()
             exec(compile(code, "README.md (python block)", "exec"), {})
@@ -144,6 +144,7 @@ def test_the_readme_runs_nothing_the_test_skips_silently():
         (["search", "--trials", "60", "--epochs", "3"], ["search", "--trials", "6", "--epochs", "1"]),
         (["export", "r", "--retrain-epochs", "20"], ["export", "r", "--retrain-epochs", "1"]),
         (["search", "--trials", "5", "--dataset", "mnist5k"], ["search", "--trials", "2", "--dataset", "digits"]),
+        (["search", "--out", "r", "--trials", "25"], ["search", "--out", "r", "--trials", "3"]),
         (["bench", "build", "--space", "bench-mlp"], ["bench", "build", "--space", "tiny-bench.yaml"]),
         (["search", "--space", "cnn-compress"], ["search", "--space", "mlp-compress"]),
     ],

@@ -136,7 +136,8 @@ def test_output_files_follow_the_umask(tmp_path, umask):
         assert cli("report", str(run), "--html", str(html)).exit_code == 0
     finally:
         os.umask(old)
-    for path in [run / n for n in ("pareto.json", "pareto.csv", "pareto.png", "run.json")] + [html]:
+    names = ("pareto.json", "pareto.csv", "pareto.png", "run.json", "study.db.lock")
+    for path in [run / n for n in names] + [html]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
     json.loads((run / "pareto.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in pareto.json"))
