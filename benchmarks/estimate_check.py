@@ -9,15 +9,19 @@ estimate / (forward time x active power / batch) per network and checks every ra
     python benchmarks/estimate_check.py                       # mlp space, 30 networks
     python benchmarks/estimate_check.py --space cnn --input 1x8x8 --networks 20
     python benchmarks/estimate_check.py --overheads           # dispatch overheads per runtime
+    python benchmarks/estimate_check.py --seed 1 --networks 60 --csv timings.csv   # for calibrate --from
 
 `--overheads` measures the per-operator-call and per-forward-call times this host's runtimes take
-(the `RUNTIME_DEFAULTS` of nas/energy/estimate.py): a chain of 64 tiny Linear+ReLU layers against a
-chain of 1, at batch 1, in eager PyTorch, a traced TorchScript module and ONNX Runtime (one thread).
+(the `RUNTIME_DEFAULTS` of nas/energy/coefficients.py): a chain of 64 tiny Linear+ReLU layers against
+a chain of 1, at batch 1, in eager PyTorch, a traced TorchScript module and ONNX Runtime (one thread);
+the time of an exact GELU call against a ReLU call (`call_weights`); and the arithmetic rate one thread attains (a 512x512 Linear at batch 32: the `cpu-host` profile's
+`throughput.peak_macs_per_s`).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import sys
 import tempfile
@@ -70,6 +74,7 @@ def overheads() -> None:
     """Per operator call and per forward call, in eager PyTorch, TorchScript and ONNX Runtime."""
     import onnxruntime as ort
 
+    torch.set_num_threads(1)
     x = torch.zeros(1, 4)
     short, long = chain(1), chain(64)
     rows = []
@@ -95,10 +100,27 @@ def overheads() -> None:
     print(f"{'runtime':<12} {'s per operator call':>20} {'s per forward call':>19}")
     for name, per_call, per_forward in rows:
         print(f"{name:<12} {per_call:>20.3g} {per_forward:>19.3g}")
+    # attainable arithmetic rate of one thread: a 512x512 Linear at the cpu-host batch (32), eager
+    # PyTorch, where dispatch (one call, a few us) is under 3% of the time
+    gemm, xg = nn.Linear(512, 512).eval(), torch.rand(32, 512)
+    with torch.inference_mode():
+        t = forward_time_s(gemm, xg)
+    print(f"one thread, Linear(512, 512) at batch 32: {32 * 512 * 512 / t:.3g} MAC/s ({t * 1e6:.1f} us per call)")
+    # operators whose eager kernel costs several calls (call_weights): exact GELU against ReLU, 32x32
+    xa = torch.rand(32, 32)
+    with torch.inference_mode():
+        t_gelu, t_relu = forward_time_s(torch.nn.functional.gelu, xa), forward_time_s(torch.relu, xa)
+    print(f"eager, 32x32: gelu {t_gelu * 1e6:.2f} us, relu {t_relu * 1e6:.2f} us per call")
 
 
-def check(space_name: str, input_shape: tuple[int, ...], networks: int, profile_name: str, seed: int) -> int:
-    """Estimate vs forward time x active power for `networks` sampled networks; 0 when all within 2x."""
+def check(
+    space_name: str, input_shape: tuple[int, ...], networks: int, profile_name: str, seed: int, csv_out: Path | None
+) -> int:
+    """Estimate vs forward time x active power for `networks` sampled networks; 0 when all within 2x.
+
+    `csv_out`: also write each network's reference energy per inference as a measurements CSV
+    (architecture, energy_j, input_shape, num_classes, batch_size) that `nas profiles calibrate
+    --from` reads."""
     torch.set_num_threads(1)
     profile = load_profile(profile_name)
     active_w = profile.peak_power_w.value - profile.idle_power_w.value
@@ -106,7 +128,7 @@ def check(space_name: str, input_shape: tuple[int, ...], networks: int, profile_
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     batch = profile.batch_size
     x = torch.rand(batch, *input_shape)
-    ratios = []
+    ratios, rows = [], []
     print(
         f"profile {profile.name} ({profile.runtime.name}), batch {batch}, active power {active_w:g} W, "
         f"space {space.name}, input {'x'.join(map(str, input_shape))}, torch threads 1"
@@ -123,9 +145,15 @@ def check(space_name: str, input_shape: tuple[int, ...], networks: int, profile_
             t = forward_time_s(model, x)
         measured = t * active_w / batch
         ratios.append(est / measured)
+        rows.append([arch.to_json(), f"{measured:.6g}", "x".join(map(str, input_shape)), 10, batch])
         print(
             f"{i:>3} {est:>11.3e} {measured:>11.3e} {est / measured:>6.2f} {t * 1e3:>7.3f}  {architecture_label(arch)}"
         )
+    if csv_out is not None:
+        with csv_out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["architecture", "energy_j", "input_shape", "num_classes", "batch_size"])
+            w.writerows(rows)
     inside = sum(0.5 <= r <= 2.0 for r in ratios)
     print(
         f"ratio estimate / (time x active power): min {min(ratios):.2f}, median {statistics.median(ratios):.2f}, "
@@ -143,12 +171,13 @@ def main() -> int:
     ap.add_argument("--profile", default="cpu-host")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overheads", action="store_true")
+    ap.add_argument("--csv", type=Path, help="also write the reference energies as a measurements CSV")
     a = ap.parse_args()
     if a.overheads:
         overheads()
         return 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return check(a.space, parse_input_shape(a.input), a.networks, a.profile, a.seed)
+    return check(a.space, parse_input_shape(a.input), a.networks, a.profile, a.seed, a.csv)
 
 
 if __name__ == "__main__":

@@ -247,7 +247,7 @@ CASES: dict[str, Case] = {
         _profile_with("value: 4.6e-12", "value: .inf"), "estimate.energy_per_mac_j.fp32.value", "finite"
     ),
     "profile-coefficient-tiny": profile_case(
-        _profile_with("value: 1.66e11", "value: 1e-300"), "throughput.peak_macs_per_s.fp32.value"
+        _profile_with("value: 5.0e10", "value: 1e-300"), "throughput.peak_macs_per_s.fp32.value"
     ),
     "profile-coefficient-negative": profile_case(
         _profile_with("value: 8.0", "value: -8.0"), "estimate.static_power_w.value", ">= 0"

@@ -6,7 +6,7 @@ and how a profile's values, runtime and precision resolve to one `Coefficients` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nas.errors import ConfigError
@@ -51,38 +51,47 @@ class RuntimeDefaults:
     fuses_activation: bool
     seconds_per_call: Sourced
     seconds_per_inference: Sourced
+    # operators (ATen names) whose kernel has a fixed cost of several ordinary calls: name -> calls
+    call_weights: Mapping[str, Sourced] = field(default_factory=dict)
 
 
 # Dispatch overheads of each runtime on the development host (2-vCPU Xeon slice at 2.6 GHz, one
 # thread, torch 2.13, onnxruntime 1.2x), from `python benchmarks/estimate_check.py --overheads` (a
-# chain of 64 tiny Linear+ReLU layers against a chain of 1). That run had to share the host (load
-# ~15 on 2 cores): it gave 26.6 / 8.9 / 2.6 us per operator call and 9.6 / 40 / 27 us per forward
-# call (torch / torchscript / onnxruntime); the values below scale them by the idle eager figure of
-# issue 13 (mlp[64] at batch 32: 29 us for 3 kernels and 5 module calls, about 6 us per call, i.e.
-# a factor 4.4). A slower core pays more per call, which is what calibrating `energy_per_call_j`
-# on the device is for.
-_OVERHEAD_SOURCE = (
-    "benchmarks/estimate_check.py --overheads on the development host (shared, scaled by 1/4.4 "
-    "to the idle eager figure of issue 13; see nas/energy/estimate.py)"
-)
+# chain of 64 tiny Linear+ReLU layers against a chain of 1, this thread's CPU time, so other jobs on
+# the shared host do not count): two runs on 2026-12-01 (load ~5) gave 3.75 / 3.67 us per eager
+# operator call, 1.24 / 1.30 us per TorchScript operator, 0.38 / 0.44 us per ONNX Runtime node, and
+# 1.5 / 1.6, 5.6 / 5.8, 5.1 / 4.9 us per forward call. A slower core pays more per call, which is
+# what calibrating `energy_per_call_j` on the device is for.
+_OVERHEAD_SOURCE = "benchmarks/estimate_check.py --overheads on the development host, one thread (2026-12-01)"
+# PyTorch's exact GELU kernel on CPU costs about 2.5 ordinary operator calls at the search's sizes
+# (9.2-9.3 us per call on 32x32 fp32, against 0.8 us for torch.relu and 3.7 us per operator call on
+# average; the same `--overheads` run); TorchScript runs the same kernel
+_GELU = {
+    "gelu": Sourced(
+        2.5,
+        f"exact GELU (erf) on CPU, 32x32 fp32: 9.2 us per call, 2.5 x the 3.7 us per operator call: {_OVERHEAD_SOURCE}",
+    )
+}
 RUNTIME_DEFAULTS: dict[str, RuntimeDefaults] = {
     "torch": RuntimeDefaults(
         False,
         False,
-        Sourced(6.0e-6, f"eager PyTorch per operator call: {_OVERHEAD_SOURCE}"),
-        Sourced(2.2e-6, f"eager PyTorch per forward call: {_OVERHEAD_SOURCE}"),
+        Sourced(3.7e-6, f"eager PyTorch per operator call: {_OVERHEAD_SOURCE}"),
+        Sourced(1.6e-6, f"eager PyTorch per forward call: {_OVERHEAD_SOURCE}"),
+        _GELU,
     ),
     "torchscript": RuntimeDefaults(
         False,
         False,
-        Sourced(2.0e-6, f"traced TorchScript per operator: {_OVERHEAD_SOURCE}"),
-        Sourced(9.0e-6, f"traced TorchScript per forward call: {_OVERHEAD_SOURCE}"),
+        Sourced(1.3e-6, f"traced TorchScript per operator: {_OVERHEAD_SOURCE}"),
+        Sourced(5.7e-6, f"traced TorchScript per forward call: {_OVERHEAD_SOURCE}"),
+        _GELU,
     ),
     "onnxruntime": RuntimeDefaults(
         True,
         True,
-        Sourced(6.0e-7, f"ONNX Runtime CPU, one thread, per node: {_OVERHEAD_SOURCE}"),
-        Sourced(6.2e-6, f"ONNX Runtime InferenceSession.run: {_OVERHEAD_SOURCE}"),
+        Sourced(4.0e-7, f"ONNX Runtime CPU, one thread, per node: {_OVERHEAD_SOURCE}"),
+        Sourced(5.0e-6, f"ONNX Runtime InferenceSession.run: {_OVERHEAD_SOURCE}"),
     ),
 }
 
@@ -95,7 +104,9 @@ class Coefficients:
 
     `values` holds the FITTED coefficients (J per MAC / element operation / byte / call / forward
     call, W) and the constants `seconds_per_call`, `peak_macs_per_s`, `memory_bandwidth_bytes_per_s`,
-    `cache_bytes`. `folds_batch_norm` / `fuses_activation` say what the runtime does to the graph.
+    `cache_bytes`. `folds_batch_norm` / `fuses_activation` say what the runtime does to the graph;
+    `call_weights` how many ordinary operator calls one call of an operator (ATen name) costs (1 when
+    absent).
     """
 
     profile: str
@@ -104,6 +115,7 @@ class Coefficients:
     values: Mapping[str, Sourced]
     folds_batch_norm: bool
     fuses_activation: bool
+    call_weights: Mapping[str, Sourced] = field(default_factory=dict)
 
     def value(self, name: str) -> float:
         """The value of coefficient or constant `name`."""
@@ -191,4 +203,4 @@ def coefficients(profile: HardwareProfile, precision: str | None = None, runtime
                 values[k] = v
         folds = override.folds_batch_norm if override.folds_batch_norm is not None else folds
         fuses = override.fuses_activation if override.fuses_activation is not None else fuses
-    return Coefficients(profile.name, runtime, precision, values, folds, fuses)
+    return Coefficients(profile.name, runtime, precision, values, folds, fuses, defaults.call_weights)

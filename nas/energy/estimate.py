@@ -12,8 +12,11 @@ for what it does on the device, in the deployed runtime. Per forward call of a b
              + e_cache x bytes from cache + e_dram x bytes from DRAM
              + e_call                                              dispatch overhead per operator
            + e_inference                                           fixed cost per forward call
-           + static power x modelled latency
+           + static power x modelled compute/memory time
     energy per inference = energy / B
+
+The dispatch time of each call is charged once, by e_call (the runtime's seconds per call x the
+profile's active power), so the static term covers the operators' compute or DRAM time only.
 
 Memory traffic: an operator reads its inputs and weights and writes its output. Its activations (B x
 inputs + outputs) stay in the cache when its working set (activations + weights) fits, and the part
@@ -30,7 +33,8 @@ no-ops (dropout, identity) dispatch nothing and views (flatten, reshape of conti
 transpose) move nothing, so they cost nothing.
 
 The modelled latency of a batch is, per operator, the larger of its compute time (MACs / peak MAC/s)
-and its DRAM time (DRAM bytes / bandwidth), plus the runtime's time per operator call.
+and its DRAM time (DRAM bytes / bandwidth), plus the runtime's time per operator call (static power
+multiplies the first part only: see above).
 
 Every coefficient comes from the profile (`estimate:` section; `estimate.runtimes.RUNTIME` overrides
 any of them for one runtime; calibration writes there) or, for the dispatch overheads the profile
@@ -86,6 +90,8 @@ def features(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> dict
     ops = graph.deployed(coefs.folds_batch_norm, coefs.fuses_activation).operators
     weights_total = graph.weight_elems_total * bpe
     weight_spill = _spill(weights_total, cache)
+    weights = coefs.call_weights
+    calls = sum(weights[op.name].value if op.name in weights else 1.0 for op in ops)
     macs = elems = cache_bytes = dram_bytes = latency = 0.0
     for op in ops:
         act = op.activation_elems * bpe * b
@@ -97,13 +103,12 @@ def features(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> dict
         dram_bytes += op_dram
         cache_bytes += act + w - op_dram
         latency += max(op.macs * b / peak, op_dram / bandwidth)
-    latency += len(ops) * coefs.value("seconds_per_call")
     return {
         "energy_per_mac_j": macs / b,
         "energy_per_element_op_j": elems * bpe / 4 / b,
         "energy_per_byte_cache_j": cache_bytes / b,
         "energy_per_byte_dram_j": dram_bytes / b,
-        "energy_per_call_j": len(ops) / b,
+        "energy_per_call_j": calls / b,
         "energy_per_inference_j": 1 / b,
         "static_power_w": latency / b,
     }
@@ -112,12 +117,14 @@ def features(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> dict
 def inference_terms(graph: OperatorGraph, coefs: Coefficients, batch_size: int) -> dict[str, float]:
     """The estimate's terms for one inference at `batch_size`: each in joules (`compute_j`,
     `elementwise_j`, `cache_j`, `dram_j`, `calls_j`, `inference_j`, `static_j`), their sum
-    `total_j`, the modelled `latency_batch_s` (seconds per batch) and `operator_calls` (per batch)."""
+    `total_j`, the modelled `latency_batch_s` (seconds per batch) and `operator_calls` (per batch,
+    weighted by the runtime's `call_weights`)."""
     f = features(graph, coefs, batch_size)
     terms = {TERM_NAMES[k]: coefs.value(k) * f[k] for k in FITTED}
     terms["total_j"] = sum(terms[TERM_NAMES[k]] for k in FITTED)
-    terms["latency_batch_s"] = f["static_power_w"] * batch_size
-    terms["operator_calls"] = f["energy_per_call_j"] * batch_size
+    calls = f["energy_per_call_j"] * batch_size
+    terms["latency_batch_s"] = f["static_power_w"] * batch_size + calls * coefs.value("seconds_per_call")
+    terms["operator_calls"] = calls
     return terms
 
 
