@@ -122,14 +122,29 @@ def make_samplers(problem: Problem) -> dict[str, Callable[[int], optuna.samplers
         "nsga2-p50": lambda seed: s.NSGAIISampler(seed=seed, population_size=50),
         "nsga3-p20": lambda seed: s.NSGAIIISampler(seed=seed, population_size=20),
         "measure-first": lambda seed: table_sampler(problem.space, problem.table_rows, problem.energy, seed),
+        "measure-first-before": lambda seed: table_sampler(  # the defaults before the ridge and the screen
+            problem.space,
+            problem.table_rows,
+            problem.energy,
+            seed,
+            screen=False,
+            surrogate="forest",
+            n_startup_trials=10,
+        ),
+        "measure-first-noscreen": lambda seed: table_sampler(
+            problem.space, problem.table_rows, problem.energy, seed, screen=False
+        ),
+        "measure-first-s10": lambda seed: table_sampler(
+            problem.space, problem.table_rows, problem.energy, seed, n_startup_trials=10
+        ),
+        "measure-first-forest-s10": lambda seed: table_sampler(
+            problem.space, problem.table_rows, problem.energy, seed, surrogate="forest", n_startup_trials=10
+        ),
         "measure-first-whole": lambda seed: table_sampler(
             problem.space, problem.table_rows, problem.energy, seed, whole_up_to=10**6
         ),
         "measure-first-linear": lambda seed: MeasureFirstSampler(
             problem.distributions, problem.propose, problem.energy, seed=seed, energy_axis="linear"
-        ),
-        "measure-first-s5": lambda seed: MeasureFirstSampler(
-            problem.distributions, problem.propose, problem.energy, seed=seed, n_startup_trials=5
         ),
         "measure-first-gp": lambda seed: MeasureFirstSampler(
             problem.distributions, problem.propose, problem.energy, seed=seed, surrogate="gp"

@@ -178,6 +178,15 @@ class Family:
         """Fixed networks calibration measures for this family (none by default)."""
         return ()
 
+    def degenerate(self, arch: Architecture) -> str | None:
+        """Why the network of `arch` cannot learn (its output does not depend on its input, so its
+        accuracy is chance whatever the training), or None. Samplers that see it skip such genotypes.
+
+        None by default; NAS-Bench-201 cells whose every input-to-output path has a `none` edge
+        are degenerate.
+        """
+        return None
+
     def spaces(self) -> tuple[Path, ...]:
         """YAML search spaces this family ships outside search_spaces/ (a plugin's own spaces)."""
         return ()

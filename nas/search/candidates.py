@@ -96,10 +96,15 @@ def space_distributions(space: Any) -> dict[str, BaseDistribution]:
 
 
 def for_space(
-    space: Any, cheap: Callable[[dict[str, Any]], float | None], seed: int | None = None, **kwargs: Any
+    space: Any,
+    cheap: Callable[[dict[str, Any]], float | None],
+    seed: int | None = None,
+    screen: bool = True,
+    **kwargs: Any,
 ) -> MeasureFirstSampler:
     """A measure-first sampler over a nas.config.SearchSpace; `cheap` maps Optuna params to energy
-    per inference (J) or None (not trainable); `kwargs` go to MeasureFirstSampler."""
+    per inference (J) or None (not trainable); with `screen`, degenerate genotypes are never
+    proposed (`screened`); `kwargs` go to MeasureFirstSampler."""
     from nas.space import sample
 
     def propose(rng: np.random.Generator) -> dict[str, Any]:
@@ -107,7 +112,23 @@ def for_space(
         sample(t, space)  # type: ignore[arg-type]
         return t.params
 
+    cheap = screened(space, cheap) if screen else cheap
     return MeasureFirstSampler(space_distributions(space), propose, cheap, seed=seed, **kwargs)
+
+
+def screened(space: Any, cheap: Callable[[dict[str, Any]], float | None]) -> Callable[[dict[str, Any]], float | None]:
+    """`cheap`, but None (not to be trained) for a genotype its family calls degenerate
+    (`Family.degenerate`: the output cannot depend on the input, the accuracy is chance). Without
+    it the sampler trains them: their energy is the lowest of the space and the surrogate cannot
+    tell them from their neighbours (NAS-Bench-201: 13-16 of 100 trials)."""
+    from nas.models import get_family
+    from nas.space import sample
+
+    def screen(params: dict[str, Any]) -> float | None:
+        arch = sample(_FixedTrial(params), space)  # type: ignore[arg-type]
+        return None if get_family(arch.family).degenerate(arch) else cheap(params)
+
+    return screen
 
 
 def cheap_energy(ctx: Any) -> Callable[[dict[str, Any]], float | None]:
@@ -204,6 +225,7 @@ def table_sampler(
     cheap: Callable[[dict[str, Any]], float | None],
     seed: int,
     whole_up_to: int = 2000,
+    screen: bool = True,
     **kwargs: Any,
 ) -> MeasureFirstSampler:
     """A measure-first sampler replaying a table: its candidates are the table's rows.
@@ -213,7 +235,7 @@ def table_sampler(
     sampling code (as a search draws: in a conditional space the shallow networks, few but often on
     the front, come up as often as the deep ones) and half uniformly over the rows (so that a table
     holding only part of a space, as an imported one may, still yields candidates); candidates that
-    are not rows are dropped by `cheap` (None).
+    are not rows are dropped by `cheap` (None); with `screen`, so are degenerate ones (`screened`).
     """
     from nas.space import sample
 
@@ -230,7 +252,7 @@ def table_sampler(
     return MeasureFirstSampler(
         space_distributions(space),
         propose,
-        cheap,
+        screened(space, cheap) if screen else cheap,
         seed=seed,
         n_candidates=len(rows) if whole else 1000,
         n_fresh=0 if whole else None,
@@ -239,4 +261,12 @@ def table_sampler(
     )
 
 
-__all__ = ["RandomTrial", "cheap_energy", "for_space", "search_sampler", "space_distributions", "table_sampler"]
+__all__ = [
+    "RandomTrial",
+    "cheap_energy",
+    "for_space",
+    "screened",
+    "search_sampler",
+    "space_distributions",
+    "table_sampler",
+]

@@ -9,8 +9,10 @@ sampler uses that: at every trial it
 2. gets each candidate's energy from a cheap function (exact; cached per genotype) and drops those
    the cheap function rejects (over an energy or latency budget),
 3. predicts each candidate's accuracy with a surrogate fitted on the completed trials: an
-   extra-trees ensemble on the one-hot genotype plus log10 energy; its predictive distribution is
-   a normal with the mean and spread of the trees' predictions,
+   extra-trees ensemble and a Bayesian linear (ridge) regression, both on the one-hot genotype,
+   per-value counts and log10 energy, averaged; its predictive distribution is a normal with the
+   mixture's mean and spread (the trees' spread, the ridge's predictive spread, and their
+   disagreement),
 4. and returns the candidate with the largest expected hypervolume improvement (EHVI) in the
    accuracy-energy plane. With energy exact and accuracy normal, the 2-D EHVI has a closed form
    (sum over the front's accuracy levels of E[clip(A - l, 0, w)] x the energy length gained there),
@@ -20,6 +22,10 @@ Why extra-trees: the spaces are conditional and categorical (a layer's width exi
 depth reaches it), which trees handle natively on a one-hot encoding with absent = all zeros,
 without a kernel for missing values; an ensemble gives a spread for free; fitting 100 trees on a
 few hundred trials takes tens of milliseconds on one core (scikit-learn is already a dependency).
+Why the ridge beside them: from 5-50 trials the trees only interpolate between what they saw,
+while the linear model learns each value's effect across the whole space (one-hot main effects),
+and its prior keeps it sane on a handful of trials, so the surrogate can take over after 5 random
+trials instead of 10 (on NAS-Bench-201 and bench-mlp-large both help: docs/benchmarks.md).
 
 Genotypes already evaluated (complete) or being evaluated (running, by any worker) are never
 proposed; running trials enter the front at their predicted accuracy ("kriging believer"), so
@@ -43,6 +49,7 @@ from nas.search.surrogate import Encoder, HammingGP, expected_hvi
 
 # the genotype a sampler chose for a trial, stored at once so other workers see it before its params
 CHOSEN_ATTR = "measure_first:params"
+SURROGATES = ("forest+ridge", "forest", "gp")
 
 
 def genotype_key(params: Mapping[str, Any]) -> str:
@@ -75,8 +82,9 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         accuracy_index, energy_index: positions of accuracy (maximised) and energy per inference
             (minimised) among the study's objectives.
         n_estimators: trees in the extra-trees surrogate.
-        surrogate: "forest" (extra-trees) or "gp" (HammingGP; weaker on NAS-Bench-201, see
-            docs/benchmarks.md).
+        surrogate: "forest+ridge" (extra-trees and Bayesian ridge regression, averaged), "forest"
+            (extra-trees alone) or "gp" (HammingGP); the latter two are weaker on NAS-Bench-201
+            (docs/benchmarks.md).
         startup: "uniform" (start-up trials drawn uniformly from the pool) or "stratified" (the k-th
             from the k-th energy band of the pool, so the first trials span the energy axis; no
             better on NAS-Bench-201, worse on bench-mlp-large: docs/benchmarks.md).
@@ -96,13 +104,13 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         cheap: Callable[[dict[str, Any]], float | None],
         *,
         seed: int | None = None,
-        n_startup_trials: int = 10,
+        n_startup_trials: int = 5,
         n_candidates: int = 1000,
         energy_axis: str = "both",
         accuracy_index: int = 0,
         energy_index: int = 1,
         n_estimators: int = 50,
-        surrogate: str = "forest",
+        surrogate: str = "forest+ridge",
         startup: str = "uniform",
         n_fresh: int | None = None,
         floor_quantile: float = 0.2,
@@ -119,8 +127,8 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         self.energy_axis = energy_axis
         self.accuracy_index, self.energy_index = accuracy_index, energy_index
         self.n_estimators = n_estimators
-        if surrogate not in ("gp", "forest"):
-            raise ValueError(f"surrogate: expected 'gp' or 'forest', got {surrogate!r}")
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate: expected one of {', '.join(SURROGATES)}, got {surrogate!r}")
         self.surrogate = surrogate
         if startup not in ("stratified", "uniform"):
             raise ValueError(f"startup: expected 'stratified' or 'uniform', got {startup!r}")
@@ -310,10 +318,20 @@ class MeasureFirstSampler(optuna.samplers.BaseSampler):
         x_pool = self._features(pool, energy)
         per_tree = np.stack([tree.predict(x_pool, check_input=False) for tree in forest.estimators_])
         mu, sigma = per_tree.mean(axis=0), per_tree.std(axis=0)
+        busy_e = np.array([self._energy_of(g) or 1.0 for g in busy])
+        x_busy = self._features(busy, busy_e) if busy else None
+        mu_busy = forest.predict(x_busy) if x_busy is not None else np.zeros(0)
+        if self.surrogate == "forest+ridge":
+            from sklearn.linear_model import BayesianRidge
+
+            ridge = BayesianRidge().fit(self._features(xs, e_train), y_fit)
+            mu_r, sigma_r = ridge.predict(x_pool, return_std=True)
+            # the equal mixture of two normals: its mean, and its spread (within and between)
+            mu, sigma = (mu + mu_r) / 2, np.sqrt((sigma**2 + sigma_r**2) / 2 + ((mu - mu_r) / 2) ** 2)
+            if x_busy is not None:
+                mu_busy = (mu_busy + ridge.predict(x_busy)) / 2
         # a floor on the spread: a tree ensemble can agree on a wrong value; 1% of the observed range
         sigma = np.maximum(sigma, 0.01 * (float(y.max() - y.min()) or 1.0))
-        busy_e = np.array([self._energy_of(g) or 1.0 for g in busy])
-        mu_busy = forest.predict(self._features(busy, busy_e)) if busy else np.zeros(0)
         return mu, sigma, mu_busy
 
 
@@ -321,4 +339,4 @@ def _feasible(t: FrozenTrial) -> bool:
     return all(c <= 0 for c in t.constraints.values())
 
 
-__all__ = ["CHOSEN_ATTR", "MeasureFirstSampler", "genotype_key"]
+__all__ = ["CHOSEN_ATTR", "SURROGATES", "MeasureFirstSampler", "genotype_key"]

@@ -3,7 +3,7 @@
 Pure numpy (no Optuna, no torch): `Encoder` turns genotypes (Optuna parameter dicts) into feature
 vectors, `HammingGP` is a Gaussian process over them, and `expected_hvi` scores candidates whose
 energy is exact and whose accuracy is normal. `nas.search.measure_first` fits scikit-learn's
-extra-trees on `Encoder`'s features by default.
+extra-trees and Bayesian ridge on `Encoder`'s features by default.
 """
 
 from __future__ import annotations

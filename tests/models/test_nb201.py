@@ -113,3 +113,23 @@ def test_unknown_operation_in_a_genotype_is_refused():
 def test_odd_input_sizes_build():
     model = build_model(architecture_from_cell(ALL_3X3), (1, 7, 7), 10)
     assert model(torch.randn(2, 1, 7, 7)).shape == (2, 10)
+
+
+def test_degenerate_cells_are_those_with_no_path_free_of_none():
+    """341 of the 15,625 cells have a `none` edge on every input-to-output path: their output is
+    the classifier's bias, whatever the weights; a family without the notion says None."""
+    from nas.models import get_family
+
+    family = get_family("nb201")
+    cells = [
+        Architecture("nb201", dict(zip(EDGES, ops, strict=True)), ({},)) for ops in itertools.product(OPS, repeat=6)
+    ]
+    degenerate = [a for a in cells if family.degenerate(a)]
+    assert len(degenerate) == 341
+    for arch in degenerate[:20]:  # the network's output does not depend on its input
+        model = build_model(arch, (3, 8, 8), 10).eval()
+        with torch.no_grad():
+            assert torch.allclose(model(torch.randn(2, 3, 8, 8)), model(torch.randn(2, 3, 8, 8)))
+    live = architecture_from_cell("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|")
+    assert family.degenerate(live) is None
+    assert get_family("mlp").degenerate(Architecture("mlp", {}, ({"width": 8},))) is None

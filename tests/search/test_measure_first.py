@@ -158,6 +158,40 @@ def test_sampler_in_a_search_over_a_real_space():
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 8
 
 
+def test_degenerate_genotypes_are_never_proposed():
+    """NAS-Bench-201 cells with no input-output path free of `none` are the cheapest of the space
+    (the EHVI's favourite) and never trained (screened); without the screen they are."""
+    from nas.models import get_family
+
+    space = load_space("nb201")
+
+    def cheap(g):  # fewer live operations, less energy: the degenerate cells are the cheapest
+        return 1e-3 * (1 + sum(v != "none" for k, v in g.items() if "<-" in k))
+
+    def proposals(screen):
+        sampler = for_space(space, cheap, seed=0, n_candidates=300, n_estimators=10, screen=screen)
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        out = []
+        for _ in range(12):
+            trial = study.ask()
+            arch = sample(trial, space)
+            out.append(arch)
+            dead = get_family("nb201").degenerate(arch) is not None
+            study.tell(trial, (0.01 if dead else 0.5 + 0.01 * cheap(trial.params) / 1e-3, cheap(trial.params)))
+        return [get_family("nb201").degenerate(a) for a in out]
+
+    assert not any(proposals(screen=True))
+    assert any(proposals(screen=False))
+
+
+@pytest.mark.parametrize("surrogate", ["forest+ridge", "forest", "gp"])
+def test_every_surrogate_chooses_by_ehvi(surrogate):
+    study = _run(_sampler(surrogate=surrogate, n_startup_trials=4), 10)
+    assert study.sampler.last_choice["reason"] == "ehvi"
+    assert study.sampler.last_choice["sigma"] > 0
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 10
+
+
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="energy_axis"):
         _sampler(energy_axis="cubic")
