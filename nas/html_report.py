@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from nas.carbon import grams_co2e, lookup_region
 from nas.errors import ConfigError
 from nas.plot import hypervolume_figure, method_label, pareto_figure
-from nas.report import Report, _si, build_report
+from nas.report import Report, _si, build_report, count_cell
 from nas.runs import write_atomic
 from nas.search.settings import search_arguments
 
@@ -110,8 +110,8 @@ def _front_section(rep: Report) -> str:
                 _si(r.energy_per_inference_j, "J"),
                 r.energy_method,
                 _si(r.latency_s, "s"),
-                f"{r.params:,}",
-                f"{r.macs:,}",
+                count_cell(r, "params"),
+                count_cell(r, "macs"),
                 *cells,
                 r.attrs.get("arch", ""),
             ]

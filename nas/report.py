@@ -231,8 +231,8 @@ def format_table(report: Report) -> str:
             "-" if r.test_accuracy is None else f"{r.test_accuracy:.4f}",
             _si(r.energy_per_inference_j, "J"),
             _si(r.latency_s, "s"),
-            f"{r.params:,}",
-            f"{r.macs:,}",
+            count_cell(r, "params"),
+            count_cell(r, "macs"),
             *_saving_cells(saved.get(r.number)),
             str(r.attrs.get("arch", "")),
         )
@@ -252,6 +252,12 @@ def format_table(report: Report) -> str:
         lines.append("failed trials by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(report.failed.items())))
     lines += summary_lines(report)
     return "\n".join(lines)
+
+
+def count_cell(r: Any, name: str) -> str:
+    """A trial's parameter or MAC count for a table, or "-" where the trial recorded none (a row
+    replayed from an imported table that had no such column is not a network of 0 parameters)."""
+    return f"{getattr(r, name):,}" if name in r.attrs else "-"
 
 
 def _saving_cells(s: Any) -> tuple[str, str]:

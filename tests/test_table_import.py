@@ -56,6 +56,11 @@ def test_import_then_replay(tmp_path):
     assert ctx.table is not None and len(ctx.table.rows) == 3 and ctx.data.name == "imported:t.csv"
     front = json.loads((run / "pareto.json").read_text())["front"]
     assert [r["accuracy"] for r in front] == [0.5, 0.6, 0.7]  # accuracy rises with energy here: all on it
+    # the CSV had no parameter or MAC counts: the report shows none, not 0
+    report = _cli("report", str(run))
+    assert report.exit_code == 0, report.output
+    rows = [ln.split() for ln in report.output.splitlines() if ln.startswith("#")]
+    assert len(rows) == 3 and all(row[7:9] == ["-", "-"] for row in rows), report.output  # "2 mJ", "1 ms": 2 words each
 
 
 def parse_cell_str(params):
