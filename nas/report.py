@@ -303,7 +303,7 @@ def summary_lines(report: Report) -> list[str]:
         ph = report.phases
         parts = ", ".join(f"{k} {v:.3g} s ({ph.share(k):.1%})" for k, v in ph.totals_s.items())
         out.append(
-            f"time per phase over {ph.trials} trials ({ph.total_s:.3g} s): {parts}; "
+            f"time per phase over {ph.trials} timed trials ({ph.total_s:.3g} s; a reused repeat is not timed): {parts}; "
             f"outside measure/train/evaluate {ph.outside_work_share:.1%}"
         )
     if report.pick is not None:

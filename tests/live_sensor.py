@@ -111,10 +111,14 @@ class LivePowercap:
 
 
 def rapl_profile(
-    path: Path, runtime: Any = None, precisions: tuple[str, ...] = ("fp32", "int8"), **inference: Any
+    path: Path,
+    runtime: Any = None,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
+    window_s: float = 0.02,
+    **inference: Any,
 ) -> Path:
-    """The shipped cpu-rapl profile with a short protocol (windows of 20 ms, 2 repeats), gross
-    energy as objective, and `runtime`; written to `path`."""
+    """The shipped cpu-rapl profile with a short protocol (windows of `window_s`, default 20 ms, 2
+    repeats), gross energy as objective, and `runtime`; written to `path`."""
     from nas.config import load_profile
 
     doc = yaml.safe_load(Path(load_profile("cpu-rapl").source).read_text())
@@ -129,10 +133,10 @@ def rapl_profile(
     doc["inference"].update({"batch_size": 16, **inference})
     doc["measurement"] = {
         "warmup_batches": 1,
-        "min_window_s": 0.02,
+        "min_window_s": window_s,
         "min_inferences": 16,
         "repeats": 2,
-        "idle_window_s": 0.02,
+        "idle_window_s": window_s,
         "subtract_idle": False,
     }
     if runtime is not None:

@@ -59,7 +59,7 @@ def test_report_shows_every_phase_of_a_real_search(run):
     assert doc["phases"]["trials"] == 3
     assert sum(v["share"] for v in doc["phases"]["phases"].values()) == pytest.approx(1.0)
     line = next(x for x in format_table(rep).splitlines() if x.startswith("time per phase"))
-    assert "over 3 trials" in line and all(f"{p} " in line for p in PHASES)
+    assert "over 3 timed trials" in line and all(f"{p} " in line for p in PHASES)
     assert f"outside measure/train/evaluate {rep.phases.outside_work_share:.1%}" in line
 
 

@@ -94,7 +94,9 @@ class _Procs:
 def test_a_trainer_and_a_measurer_share_a_postgres_study(postgres_url, tmp_path):  # noqa: F811
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
-    profile = rapl_profile(tmp_path / "board.yaml", runtime="onnxruntime", precisions=("fp32",))
+    # the measurers run in other processes, so their counter is advanced by LivePowercap's thread from
+    # /proc CPU ticks (10 ms): windows of 0.25 s span many ticks and outlast a stalled thread
+    profile = rapl_profile(tmp_path / "board.yaml", runtime="onnxruntime", precisions=("fp32",), window_s=0.25)
     measurers: list[int] = []
     sensor_env = {
         "NAS_STORAGE": postgres_url,
