@@ -52,6 +52,7 @@ from nas.measurements import (
     NUM_CLASSES,
     GraphCache,
     MeasuredNetwork,
+    graph_of,
     read_measurements,
 )
 from nas.models import architecture_label, build_model, family_names, get_family
@@ -218,7 +219,7 @@ def calibrate_from_csv(
     precisions = sorted({m.precision for m in measurements})
     coefs = {p: coefficients(profile, p, runtime) for p in precisions}
     for m in measurements:
-        graph, params = cache.get(m.architecture, m.input_shape, m.num_classes)
+        graph, params = graph_of(cache, m, csv_path)
         rows.append(feature_row(graph, coefs[m.precision], m.batch_size))
         counts.append((params, graph.macs))
     sha = hashlib.sha256(Path(csv_path).read_bytes()).hexdigest()

@@ -227,7 +227,7 @@ def measurement_options(fn: F) -> F:
     )(fn)
     fn = click.option(
         "--batch-size",
-        type=click.IntRange(min=1),
+        type=click.IntRange(min=1, max=65536),
         default=None,
         metavar="N",
         help="Batch size of rows without a 'batch_size' column (default: 1 for calibrate, the profile's for estimate).",

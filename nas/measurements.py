@@ -25,9 +25,11 @@ from nas.energy.opgraph import OperatorGraph, operator_graph
 from nas.errors import ConfigError
 from nas.fitting import Quality
 from nas.hardware import PRECISIONS, HardwareProfile
+from nas.yamldoc import MAX_INT
 
 INPUT_SHAPE = (3, 32, 32)  # CIFAR-sized inputs, NAS-Bench-201's
 NUM_CLASSES = 10
+MAX_BATCH = 65536  # as a profile's batch_size: beyond it the estimate's float arithmetic overflows
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,9 @@ def read_measurements(
     if not header:
         raise ConfigError(f"{path}: empty file: expected a header with columns 'architecture' and 'energy_j'")
     reader.fieldnames = header
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise ConfigError(f"{path}: column '{twice[0]}' appears more than once in the header")
     arch_col = next((c for c in ARCH_COLUMNS if c in header), None)
     if arch_col is None:
         raise ConfigError(f"{path}: missing column 'architecture' (columns: {', '.join(header)})")
@@ -138,8 +143,8 @@ def read_measurements(
             shape = parse_input_shape(value["input_shape"]) if value.get("input_shape") else tuple(input_shape)
         except ValueError as e:
             raise bad("input_shape", str(e)) from None
-        classes = _positive_int(value, "num_classes", num_classes, bad)
-        batch = _positive_int(value, "batch_size", batch_size, bad)
+        classes = _positive_int(value, "num_classes", num_classes, bad, MAX_INT)
+        batch = _positive_int(value, "batch_size", batch_size, bad, MAX_BATCH)
         prec = value.get("precision") or precision
         if prec not in PRECISIONS:
             raise bad("precision", f"expected one of {', '.join(PRECISIONS)}, got {prec!r}")
@@ -169,16 +174,27 @@ def read_measurements(
     return rows
 
 
-def _positive_int(value: Mapping[str, str], column: str, default: int, bad: Any) -> int:
+def _positive_int(value: Mapping[str, str], column: str, default: int, bad: Any, most: int) -> int:
     if not value.get(column):
         return int(default)
     try:
         n = int(value[column])
     except ValueError:
         raise bad(column, f"expected a positive integer, got {value[column]!r}") from None
-    if n < 1:
-        raise bad(column, f"expected a positive integer, got {n}")
+    if not 1 <= n <= most:
+        raise bad(column, f"expected a positive integer of at most {most}, got {value[column][:40]}")
     return n
+
+
+def graph_of(cache: GraphCache, m: MeasuredNetwork, csv_path: str | Path | None) -> tuple[OperatorGraph, int]:
+    """`cache.get` for one input row; a network that cannot be built or run for the row's input (a
+    shape that does not fit it, or weights too large for memory) is a ConfigError naming the row."""
+    try:
+        return cache.get(m.architecture, m.input_shape, m.num_classes)
+    except (RuntimeError, ValueError, MemoryError) as e:
+        where = f"{csv_path}: row {m.row}, column 'architecture'" if csv_path else "--arch"
+        why = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+        raise ConfigError(f"{where}: cannot build it for input {'x'.join(map(str, m.input_shape))}: {why}") from None
 
 
 class GraphCache:
@@ -281,14 +297,7 @@ def estimate_networks(
     for m in networks:
         if m.precision not in coefs:
             coefs[m.precision] = coefficients(prof, m.precision, runtime)
-        try:
-            graph, params = cache.get(m.architecture, m.input_shape, m.num_classes)
-        except (RuntimeError, ValueError) as e:
-            where = f"{csv_path}: row {m.row}, column 'architecture'" if csv_path else "--arch"
-            raise ConfigError(
-                f"{where}: cannot build it for input {'x'.join(map(str, m.input_shape))}: "
-                f"{str(e).splitlines()[0][:160]}"
-            ) from None
+        graph, params = graph_of(cache, m, csv_path)
         out.append(
             EstimatedNetwork(m.row, m.text, estimate_graph(graph, params, coefs[m.precision], m.batch_size), m.energy_j)
         )
@@ -332,6 +341,7 @@ __all__ = [
     "MeasuredNetwork",
     "estimate_networks",
     "format_estimates",
+    "graph_of",
     "parse_architecture",
     "parse_input_shape",
     "read_measurements",

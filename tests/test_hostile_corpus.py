@@ -113,6 +113,25 @@ def cli_case(*args: str, needles: tuple[str, ...] = ()) -> Case:
     return build
 
 
+MLP_GENOTYPE = '{"family": "mlp", "params": {"activation": "relu", "dropout": 0.0}, "units": [{"width": 32}]}'
+
+
+def csv_case(command: str, header: str, cell: str, *needles: str) -> Case:
+    """`nas estimate` or `nas profiles calibrate` (-o into the temporary folder) on a measurements CSV
+    of three rows of the mlp genotype, each `cell` under `header`'s last column."""
+
+    def build(tmp: Path) -> tuple[list[str], list[str]]:
+        path = tmp / "measured.csv"
+        arch = '"' + MLP_GENOTYPE.replace('"', '""') + '"'
+        path.write_text(f"{header}\n" + "".join(f"{arch},{e}e-6,{cell}\n" for e in (1, 2, 3)))
+        args = ["estimate", "--profile", "cpu-host", "--from", str(path)]
+        if command == "calibrate":
+            args = ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o", str(tmp / "cal.yaml")]
+        return args, [str(path), *needles]
+
+    return build
+
+
 def rng_x(n: int, shape: tuple[int, ...] = (4, 4), dtype: object = np.float32) -> np.ndarray:
     return np.random.default_rng(0).random((n, *shape)).astype(dtype)
 
@@ -327,6 +346,29 @@ CASES: dict[str, Case] = {
     "table-space-invalid": table_case(table(space={"family": "mlp"}), "table space", "params"),
     "table-missing-file": cli_case(
         "search", "--table", "{tmp}/none.json", *FAST, "--out", "{tmp}/run", needles=("none.json", "not found")
+    ),
+    # ---- measurements CSVs (nas estimate, nas profiles calibrate)
+    "csv-calibrate-weights-beyond-memory": csv_case(
+        "calibrate", "architecture,energy_j,input_shape", "3x10000000x10000000", "row 1", "cannot build it"
+    ),
+    "csv-estimate-batch-10-400": csv_case(
+        "estimate", "architecture,energy_j,batch_size", "1" + "0" * 400, "row 1", "'batch_size'", "at most 65536"
+    ),
+    "csv-calibrate-batch-10-40": csv_case(
+        "calibrate", "architecture,energy_j,batch_size", "1" + "0" * 40, "'batch_size'", "at most 65536"
+    ),
+    "csv-calibrate-duplicate-column": csv_case(
+        "calibrate", "architecture,energy_j,energy_j", "5e-6", "'energy_j'", "more than once"
+    ),
+    "flag-estimate-batch-size-huge": cli_case(
+        "estimate",
+        "--profile",
+        "cpu-host",
+        "--arch",
+        MLP_GENOTYPE,
+        "--batch-size",
+        "1" + "0" * 22,
+        needles=("--batch-size",),
     ),
     # ---- CLI values
     "flag-energy-unit": cli_case("search", "--energy-budget", "50xJ", needles=("--energy-budget", "unknown unit 'xJ'")),
