@@ -97,6 +97,60 @@ class Table:
             raise RunError(f"architecture {params} is not in the table (was it built from this space?)") from None
 
 
+def check_replayable(
+    table: Table,
+    space: SearchSpace,
+    shown: str,
+    sampler: str,
+    energy_budget_j: float | None = None,
+    latency_budget_s: float | None = None,
+) -> None:
+    """Refuse (ConfigError, one line) a replay that would ask `table` for an architecture it lacks:
+    a sampler other than measure-first (it draws from the whole space) on a table holding only part
+    of its space, as an imported sample does; or measure-first (it draws from the table's rows) with
+    budgets that no row meets."""
+    from nas.budget import Budget
+
+    if sampler != "measure-first":
+        try:
+            missing = next((p for p, _ in enumerate_space(space) if key_of(p) not in table.rows), None)
+        except ConfigError:  # continuous or too large to enumerate: not the table's whole space either
+            missing = {}
+        if missing is not None:
+            raise ConfigError(
+                f"{shown}: holds {len(table.rows):,} architectures, only part of its space; --sampler {sampler} "
+                "draws from the whole space and would ask for ones the table lacks: use --sampler measure-first, "
+                "which draws from the table's rows"
+            )
+        return
+    budget = Budget(energy_budget_j, latency_budget_s)
+    if not budget.active:
+        return
+
+    def number(v: Any) -> float | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return float(v) if ok else None
+
+    costs = [
+        (e, number(r["user_attrs"].get("latency_s")))
+        for r in table.rows.values()
+        if (e := number(r["user_attrs"].get("energy_per_inference_j", r["values"].get("energy")))) is not None
+    ]
+    if not any(max(budget.violations(e, lat or 0.0).values()) <= 0 for e, lat in costs):
+        flags = " and ".join(
+            f
+            for f, v in (("--energy-budget", energy_budget_j), ("--latency-budget", latency_budget_s))
+            if v is not None
+        )
+        lowest = f"energy per inference {min(e for e, _ in costs):.4g} J" if costs else "no energies recorded"
+        latencies = [lat for _, lat in costs if lat is not None]
+        if latency_budget_s is not None and latencies:
+            lowest += f", latency {min(latencies):.4g} s"
+        raise ConfigError(
+            f"{shown}: none of its {len(table.rows):,} architectures is within {flags} (lowest: {lowest})"
+        )
+
+
 TABLE_SETTINGS = {
     "space": str,
     "profile": str,

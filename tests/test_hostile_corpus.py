@@ -344,6 +344,22 @@ CASES: dict[str, Case] = {
     "table-settings-epochs-string": table_case(table(settings={**TABLE_SETTINGS, "epochs": "3"}), "settings.epochs"),
     "table-row-not-mapping": table_case(table(rows={"{}": [1]}), "rows[", "mapping"),
     "table-space-invalid": table_case(table(space={"family": "mlp"}), "table space", "params"),
+    "table-partial-with-tpe": cli_case(
+        "search", "--table", "{tmp}/nb201.json", *FAST, "--out", "{tmp}/run", needles=("nb201.json", "measure-first")
+    ),
+    "table-budget-below-every-row": cli_case(
+        "search",
+        "--table",
+        "{tmp}/nb201.json",
+        "--sampler",
+        "measure-first",
+        "--energy-budget",
+        "50uJ",
+        *FAST,
+        "--out",
+        "{tmp}/run",
+        needles=("nb201.json", "--energy-budget", "lowest"),
+    ),
     "table-missing-file": cli_case(
         "search", "--table", "{tmp}/none.json", *FAST, "--out", "{tmp}/run", needles=("none.json", "not found")
     ),
@@ -445,6 +461,23 @@ CASES: dict[str, Case] = {
 
 
 def _setup_special(name: str, tmp: Path) -> None:
+    if name.startswith(("table-partial", "table-budget")):  # part of NAS-Bench-201: the shipped 505-cell sample
+        sample = REPO / "examples" / "nb201-pi5" / "cifar100-onnx-sample.csv"
+        result = CliRunner().invoke(
+            main,
+            [
+                "bench",
+                "import",
+                str(sample),
+                "--space",
+                "nb201",
+                "--profile",
+                "raspberry-pi-5",
+                "-o",
+                str(tmp / "nb201.json"),
+            ],
+        )
+        assert result.exit_code == 0, result.output
     if name == "run-out-is-a-file":
         (tmp / "file.txt").write_text("mine\n")
     if name == "run-json-corrupt":

@@ -30,7 +30,7 @@ from nas.runs import SETTINGS_ATTR
 from nas.search.settings import SearchSettings
 from nas.searchspace import SearchSpace
 from nas.storage import redact_url
-from nas.tabular import Table, imported_dataset, load_table
+from nas.tabular import Table, check_replayable, imported_dataset, load_table
 
 
 @dataclass
@@ -119,6 +119,9 @@ def _table_context(settings: SearchSettings) -> SearchContext:
     profile = parse_profile(table.profile_doc, f"{settings.table} (table profile)", t["profile"])
     # an imported table (nas bench import) carries its own figures: no data of ours is loaded
     data = imported_dataset(t) if t.get("imported") else None
+    check_replayable(
+        table, space, str(settings.table), settings.sampler, settings.energy_budget_j, settings.latency_budget_s
+    )
     ctx = _context(settings, space, table.space_doc, profile, table.profile_doc, data)
     ctx.table = table
     return ctx
