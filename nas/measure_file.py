@@ -184,13 +184,24 @@ class _OutputElements(TorchDispatchMode):
         return out
 
 
-def _torchscript_stats(module: torch.nn.Module, shape: tuple[int, ...]) -> ModelStats:
+def _torchscript_stats(module: torch.nn.Module, shape: tuple[int, ...], path: Path) -> ModelStats:
     """Counts for one sample: parameters, MACs (PyTorch's FlopCounterMode, FLOPs / 2, as
-    nas.models.model_stats counts them) and the elements every operator writes."""
+    nas.models.model_stats counts them) and the elements every operator writes. A model that does
+    not run on one sample of `shape` (another input size, or too large for memory) is a ConfigError."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, *shape)
     written = _OutputElements()
+    try:
+        x = torch.zeros(1, *shape)
+        with torch.no_grad():
+            module(x)  # plainly first: under the counting modes the interpreter's message loses its cause
+    except (RuntimeError, ValueError, MemoryError) as e:  # the interpreter's message ends with the cause
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [e.__class__.__name__]
+        cause = next((ln for ln in reversed(lines) if "Error: " in ln), lines[0]).split("Error: ", 1)[-1]
+        raise ConfigError(
+            f"{path}: does not run on an input of shape {','.join(map(str, shape))} (check --input-shape): "
+            f"{cause[:200]}"
+        ) from None
     with torch.no_grad(), FlopCounterMode(display=False) as flops, written:
         module(x)
     params = sum(p.numel() for p in module.parameters())
@@ -274,7 +285,7 @@ def measure_file(
             precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(
                 first.dtype if first is not None else None, "fp32"
             )
-            stats = _torchscript_stats(_load_torchscript(path, torch.device("cpu")), shape)
+            stats = _torchscript_stats(_load_torchscript(path, torch.device("cpu")), shape, path)
             info = {
                 "name": "torchscript",
                 "execution_provider": None,

@@ -386,6 +386,27 @@ CASES: dict[str, Case] = {
         "1" + "0" * 22,
         needles=("--batch-size",),
     ),
+    # ---- nas measure --model: a third-party TorchScript file (no architecture.json beside it)
+    "model-torchscript-wrong-shape": cli_case(
+        "measure",
+        "--model",
+        "{tmp}/lone.pt",
+        "--profile",
+        "cpu-host",
+        "--input-shape",
+        "3,32,32",
+        needles=("lone.pt", "3,32,32", "cannot be multiplied"),
+    ),
+    "model-torchscript-shape-beyond-memory": cli_case(
+        "measure",
+        "--model",
+        "{tmp}/lone.pt",
+        "--profile",
+        "cpu-host",
+        "--input-shape",
+        "1000000,1000000,1000",
+        needles=("lone.pt", "does not run"),
+    ),
     # ---- CLI values
     "flag-energy-unit": cli_case("search", "--energy-budget", "50xJ", needles=("--energy-budget", "unknown unit 'xJ'")),
     "flag-energy-zero": cli_case("search", "--energy-budget", "0uJ", needles=("--energy-budget", "> 0")),
@@ -461,6 +482,12 @@ CASES: dict[str, Case] = {
 
 
 def _setup_special(name: str, tmp: Path) -> None:
+    if name.startswith("model-torchscript"):
+        import torch
+
+        torch.jit.save(
+            torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 4))), tmp / "lone.pt"
+        )
     if name.startswith(("table-partial", "table-budget")):  # part of NAS-Bench-201: the shipped 505-cell sample
         sample = REPO / "examples" / "nb201-pi5" / "cifar100-onnx-sample.csv"
         result = CliRunner().invoke(
