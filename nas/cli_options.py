@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import click
 
 from nas.cli_values import ENERGY, LATENCY, SECONDS, FiniteFloat
+from nas.hardware import PRECISIONS
 from nas.search.settings import TRAIN_DEVICES, SearchSettings, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -220,6 +221,7 @@ def measurement_options(fn: F) -> F:
     library's defaults (nas.measurements). Turn them into keyword arguments with `measurement_kwargs`."""
     fn = click.option(
         "--precision",
+        type=click.Choice(PRECISIONS),
         default=None,
         metavar="P",
         help="Precision of rows without a 'precision' column (default: fp32 for calibrate, "

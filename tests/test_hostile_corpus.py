@@ -376,6 +376,16 @@ CASES: dict[str, Case] = {
     "csv-calibrate-duplicate-column": csv_case(
         "calibrate", "architecture,energy_j,energy_j", "5e-6", "'energy_j'", "more than once"
     ),
+    "flag-estimate-precision-fp8": cli_case(
+        "estimate",
+        "--profile",
+        "cpu-host",
+        "--arch",
+        MLP_GENOTYPE,
+        "--precision",
+        "fp8",
+        needles=("--precision", "fp8"),
+    ),
     "flag-estimate-batch-size-huge": cli_case(
         "estimate",
         "--profile",
