@@ -137,10 +137,13 @@ class Quality:
         }
 
     def describe(self) -> str:
-        """One line for people: median error, shares within 10% and 25%, Spearman."""
+        """One line for people: median error, shares within 10% and 25%, Spearman ('n/a' where it is
+        undefined: fewer than two networks, or all of one value)."""
+        rank = f"{self.spearman:.3f}" if math.isfinite(self.spearman) else "n/a"
         return (
             f"median |error| {self.median_abs_error * 100:.1f}%, {self.within_10pct * 100:.0f}% within +-10%, "
-            f"{self.within_25pct * 100:.0f}% within +-25%, Spearman {self.spearman:.3f} ({self.networks} networks)"
+            f"{self.within_25pct * 100:.0f}% within +-25%, Spearman {rank} ({self.networks} "
+            f"network{'s' if self.networks != 1 else ''})"
         )
 
 

@@ -260,3 +260,12 @@ def test_bad_rows_name_the_file_the_row_and_the_column(tmp_path, value, column, 
     assert "\n" not in message and not (tmp_path / "x.yaml").exists()
     r = CliRunner().invoke(main, ["estimate", "--profile", "cpu-host", "--from", str(path)])
     assert r.exit_code != 0 and r.stderr.strip() == f"nas: error: {message}"  # energies are checked when present
+
+
+def test_quality_line_without_a_ranking():
+    """One network (or all of one energy) has no Spearman: the line says n/a, not nan, and counts in the singular."""
+    from nas.fitting import Quality
+
+    line = Quality.of([1.0], [2.0]).describe()
+    assert "Spearman n/a (1 network)" in line, line
+    assert "nan" not in line
