@@ -99,3 +99,19 @@ def test_missing_column_and_wrong_space(tmp_path):
     csv_path.write_text(HEADER + ROWS[0])
     res = CliRunner().invoke(main, ["bench", "import", str(csv_path), "--space", "mlp", "-o", str(tmp_path / "o")])
     assert res.exit_code != 0 and "row 2, column 'arch_str'" in res.stderr
+
+
+def test_measure_first_past_the_rows_within_the_budget(tmp_path):
+    """A partial table whose rows within the budget are all tried ends in one line saying so, not in
+    'is not in the table' (Optuna's fallback draw lands outside the table)."""
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_text(HEADER + "".join(ROWS))
+    out = tmp_path / "table.json"
+    res = _cli("bench", "import", str(csv_path), "--space", "nb201", "--profile", "raspberry-pi-5", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "replay"
+    args = ["search", "--table", str(out), "--sampler", "measure-first", "--trials", "4", "--out", str(run), "--quiet"]
+    res = CliRunner().invoke(main, [*args, "--energy-budget", "5mJ"])  # 2 of the 3 rows are within it
+    assert res.exit_code not in (0, None)
+    assert "within the budgets has been tried" in res.stderr and "--trials or wider budgets" in res.stderr, res.stderr
+    assert len(optuna.load_study(study_name="replay", storage=f"sqlite:///{run / 'study.db'}").get_trials()) == 3

@@ -21,13 +21,13 @@ from nas.compress import prune
 from nas.deploy import CALIBRATION_SAMPLES, candidate_payload, deploy, inference_batch, measure_on
 from nas.energy import EnergyRecord
 from nas.energy.estimate import EstimateMeter
-from nas.errors import ConfigError, NasError, TrialFault
+from nas.errors import ConfigError, NasError, RunError, TrialFault
 from nas.models import ModelStats, architecture_label, build_model, model_stats
 from nas.remote import STATE_ATTR, MeasureQueue, queue_for
 from nas.search.context import SearchContext
 from nas.search.reuse import reuse
 from nas.space import sample
-from nas.tabular import Table
+from nas.tabular import Table, key_of
 from nas.train import TrainConfig, TrainResult, accuracy, add_work, train, training_work
 from nas.trial_rows import set_user_attrs
 
@@ -323,6 +323,15 @@ class TableObjective:
         reused = reuse(trial, self.names)  # as a search would: the duplicate is not trained again
         if reused is not None:
             return reused
+        if key_of(trial.params) not in self.table.rows and self.ctx.settings.sampler == "measure-first":
+            # measure-first proposes rows only; a draw elsewhere is Optuna's fallback once none is left
+            s = self.ctx.settings
+            budgets = s.energy_budget_j is not None or s.latency_budget_s is not None
+            raise RunError(
+                f"{s.table}: every architecture of the table{' within the budgets' if budgets else ''} has been "
+                f"tried (it holds {len(self.table.rows):,}, part of its space); ask for fewer --trials"
+                + (" or wider budgets" if budgets else "")
+            )
         row = self.table.lookup(trial.params)
         attrs = {k: v for k, v in row["user_attrs"].items() if k not in ("phases_s", "host")}
         set_user_attrs(trial, {**attrs, "replayed": True})
