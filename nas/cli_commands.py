@@ -178,9 +178,36 @@ def profiles_calibrate(
 
     if from_csv is not None:
         result = calibrate_from_csv(name, from_csv, output, **opt.measurement_kwargs(input_shape, **kw))
+        for line in _assumed(from_csv, input_shape, kw, result.runtime):
+            click.echo(line, err=True)
     else:
         result = calibrate_profile(name, output)
     echo_json(result.to_dict()) if as_json else click.echo(format_calibration(result))
+
+
+def _assumed(csv_path: str, input_shape: str | None, kw: dict[str, Any], runtime: str) -> list[str]:
+    """One line per value a calibration took for every row of `csv_path` because the file has no
+    such column and no flag gave it (so a user sees, e.g., that ONNX Runtime data were fitted as torch)."""
+    import csv
+
+    from nas.measurements import INPUT_SHAPE, NUM_CLASSES
+
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        header = {c.strip() for c in next(csv.reader(f), [])}
+    defaults = {
+        "input_shape": ("--input-shape", "x".join(map(str, INPUT_SHAPE)), input_shape),
+        "num_classes": ("--num-classes", NUM_CLASSES, kw.get("num_classes")),
+        "batch_size": ("--batch-size", 1, kw.get("batch_size")),
+        "precision": ("--precision", "fp32", kw.get("precision")),
+    }
+    out = [
+        f"assumed for every row (no '{col}' column): {col} {value} (set with {flag})"
+        for col, (flag, value, given) in defaults.items()
+        if col not in header and given is None
+    ]
+    if kw.get("runtime") is None:
+        out.append(f"assumed: the networks ran in {runtime}, the profile's runtime (set with --runtime)")
+    return out
 
 
 @click.command()

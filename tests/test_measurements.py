@@ -269,3 +269,18 @@ def test_quality_line_without_a_ranking():
     line = Quality.of([1.0], [2.0]).describe()
     assert "Spearman n/a (1 network)" in line, line
     assert "nan" not in line
+
+
+def test_calibrate_says_which_values_it_assumed_for_every_row(tmp_path, cache):
+    # the CSV has input_shape and batch_size columns but no num_classes or precision column
+    path = synthetic_csv(tmp_path, cache)
+    args = ["profiles", "calibrate", "cpu-host", "--from", str(path), "-o", str(tmp_path / "c.yaml")]
+    res = CliRunner().invoke(main, [*args, "--precision", "fp32"])
+    assert res.exit_code == 0, res.output
+    assumed = [x for x in res.stderr.splitlines() if x.startswith("assumed")]
+    assert assumed == [
+        "assumed for every row (no 'num_classes' column): num_classes 10 (set with --num-classes)",
+        "assumed: the networks ran in torch, the profile's runtime (set with --runtime)",
+    ]
+    res = CliRunner().invoke(main, [*args, "--num-classes", "10", "--precision", "fp32", "--runtime", "torch"])
+    assert res.exit_code == 0 and "assumed" not in res.stderr
