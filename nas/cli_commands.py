@@ -176,13 +176,18 @@ def profiles_calibrate(
     reference networks with the profile's sensor on this device."""
     from nas.calibrate import calibrate_from_csv, calibrate_profile, format_calibration
 
+    assumed: list[str] = []
     if from_csv is not None:
         result = calibrate_from_csv(name, from_csv, output, **opt.measurement_kwargs(input_shape, **kw))
-        for line in _assumed(from_csv, input_shape, kw, result.runtime):
-            click.echo(line, err=True)
+        assumed = _assumed(from_csv, input_shape, kw, result.runtime)
     else:
         result = calibrate_profile(name, output)
-    echo_json(result.to_dict()) if as_json else click.echo(format_calibration(result))
+    if as_json:
+        echo_json({**result.to_dict(), "assumed": assumed} if from_csv is not None else result.to_dict())
+        return
+    for line in assumed:
+        click.echo(line, err=True)
+    click.echo(format_calibration(result))
 
 
 def _assumed(csv_path: str, input_shape: str | None, kw: dict[str, Any], runtime: str) -> list[str]:

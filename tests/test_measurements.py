@@ -284,3 +284,7 @@ def test_calibrate_says_which_values_it_assumed_for_every_row(tmp_path, cache):
     ]
     res = CliRunner().invoke(main, [*args, "--num-classes", "10", "--precision", "fp32", "--runtime", "torch"])
     assert res.exit_code == 0 and "assumed" not in res.stderr
+    # --json: the same lines in the document, stdout stays one JSON document
+    res = CliRunner().invoke(main, [*args, "--precision", "fp32", "--runtime", "torch", "--json"])
+    assert res.exit_code == 0 and "assumed" not in res.stderr
+    assert json.loads(res.output)["assumed"] == [assumed[0]]
