@@ -247,57 +247,28 @@ class MeasureQueue:
                     return Request(row.trial_id, row.study_name, row.trial_number, json.loads(row.request))
         return None
 
-    def heartbeat(self, trial_id: int, me: str) -> bool:
-        """Renew `me`'s claim; False when it was lost (taken over as stale, or withdrawn)."""
+    def _update_claim(self, trial_id: int, me: str, **values: Any) -> bool:
+        """Set `values` on the request only while `me` still holds its claim; True when it did."""
         t = requests_table
         with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                    .values(heartbeat_at=self.now)
-                ).rowcount
-                == 1
-            )
+            update = sa.update(t).where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
+            return conn.execute(update.values(**values)).rowcount == 1
+
+    def heartbeat(self, trial_id: int, me: str) -> bool:
+        """Renew `me`'s claim; False when it was lost (taken over as stale, or withdrawn)."""
+        return self._update_claim(trial_id, me, heartbeat_at=self.now)
 
     def complete(self, trial_id: int, me: str, result: dict[str, Any]) -> bool:
         """Store `me`'s result; False (nothing stored) when the claim was lost meanwhile."""
-        t = requests_table
-        with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                    .values(state=DONE, result=json.dumps(result), heartbeat_at=self.now)
-                ).rowcount
-                == 1
-            )
+        return self._update_claim(trial_id, me, state=DONE, result=json.dumps(result), heartbeat_at=self.now)
 
     def release(self, trial_id: int, me: str) -> bool:
         """Hand `me`'s claim back (a measurer stopped cleanly): the next measurer takes it at once."""
-        t = requests_table
-        with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                    .values(state=WAITING, claimed_by=None, heartbeat_at=None)
-                ).rowcount
-                == 1
-            )
+        return self._update_claim(trial_id, me, state=WAITING, claimed_by=None, heartbeat_at=None)
 
     def fail(self, trial_id: int, me: str, error: str) -> bool:
         """Mark the candidate as not measurable (the trainer fails its trial with this error)."""
-        t = requests_table
-        with self.engine.begin() as conn:
-            return (
-                conn.execute(
-                    sa.update(t)
-                    .where(t.c.trial_id == trial_id, t.c.claimed_by == me, t.c.state == CLAIMED)
-                    .values(state=FAILED, error=error[:1000])
-                ).rowcount
-                == 1
-            )
+        return self._update_claim(trial_id, me, state=FAILED, error=error[:1000])
 
 
 def queue_for(storage: Any) -> MeasureQueue:
